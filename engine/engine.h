@@ -1,0 +1,102 @@
+/* wmserve engine: the public API that the server, the tools and the tests drive.
+ *
+ * A model is a config plus its weights (a checkpoint directory or synthetic weights from a seed).
+ * A session is one player's world: conditioning (start-image latents and CLIP features), the
+ * rolling KV caches, the action history and the noise streams. Each call to
+ * eng_session_run_block generates the next block of 3 latent frames from the actions of its video
+ * frames: the few-step sampler (model-dit.md 7.3) then the context pass that writes the caches.
+ *
+ * Ownership: eng_model_open returns a model the caller closes; sessions borrow their model, which
+ * must outlive them. Nothing here prints; errors come back as codes (engine/errors.h) and text. */
+#ifndef WM_ENGINE_ENGINE_H
+#define WM_ENGINE_ENGINE_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#include "engine/actions.h"
+#include "engine/config.h"
+#include "engine/errors.h"
+
+typedef struct eng_model eng_model;
+typedef struct eng_session eng_session;
+
+typedef struct eng_model_options {
+    int variant;            /* eng_variant, or -1: from config.json / the weights (synthetic: universal) */
+    int num_layers;         /* 0: as configured; n > 0: only the first n layers (reduced depth) */
+    uint64_t weight_seed;   /* synthetic weights' seed */
+    int rope_pos_limit;     /* 0: default (1024, the reference's table) */
+} eng_model_options;
+
+/* spec: "synthetic:tiny", "synthetic:full", a checkpoint directory, or a .safetensors file.
+ * Directory layouts (README "Model directories"): the official release
+ * (base_distilled_model/base_distill.safetensors, gta_distilled_model/gta_keyboard2dim.safetensors,
+ * templerun_distilled_model/templerun_7dim_onlykey.safetensors, with or without config.json), a
+ * Diffusers repository (transformer/), or a folder with config.json and *.safetensors. */
+int eng_model_open(const char *spec, const eng_model_options *opt, eng_model **out, char *err,
+                   size_t errlen);
+void eng_model_close(eng_model *m);
+const eng_config *eng_model_config(const eng_model *m);
+/* One line: where the weights came from, variant, layers, parameter count. */
+const char *eng_model_describe(const eng_model *m);
+
+/* Observer of named intermediates (wmgen's dumps, parity tests). Names:
+ *   "b{n}.s{k}.x"        input latents of forward k of block n ([16][3][H][W]); k = num_steps is
+ *                        the context pass
+ *   "b{n}.s{k}.v"        that forward's raw model output (velocity)
+ *   "b{n}.s{k}.layer{i}" hidden state after transformer block i ([3*S][D]), for the forward
+ *                        selected by trace_hidden_block / trace_hidden_step only
+ *   "b{n}.noise{k}"      the noise tensor used (k = 0 initial, k >= 1 re-noising before step k+1) */
+typedef void (*eng_trace_fn)(void *user, const char *name, const float *data, int ndim,
+                             const int64_t *shape);
+/* Supplies noise instead of the generator: fill dst (n floats, [16][3][H][W]) for block `block`,
+ * draw `k` (0 = initial noise of the block, k >= 1 = re-noising before step k+1). Return 1 when
+ * filled, 0 to use the generator, negative to fail the block (message in err). */
+typedef int (*eng_noise_fn)(void *user, int64_t block, int k, float *dst, size_t n, char *err,
+                            size_t errlen);
+
+typedef struct eng_session_params {
+    uint64_t seed;       /* noise streams: Philox key */
+    uint32_t session_id; /* noise streams: stream word s0 */
+    const float *cond;   /* [20][cond_frames][H][W]; latent f uses frame min(f, cond_frames - 1) */
+    int cond_frames;
+    const float *clip;   /* [clip_tokens][clip_dim] visual_context */
+    eng_trace_fn trace;
+    int64_t trace_hidden_block; /* -1: no hidden-state dumps */
+    int trace_hidden_step;
+    eng_noise_fn noise;
+    void *user;
+} eng_session_params;
+
+typedef struct eng_block_timings {
+    double forward_ms[ENG_MAX_STEPS + 1]; /* sampler steps, then the context pass */
+    int forwards;
+    double total_ms;
+} eng_block_timings;
+
+int eng_session_create(eng_model *m, const eng_session_params *p, eng_session **out, char *err,
+                       size_t errlen);
+void eng_session_destroy(eng_session *s);
+/* Back to block 0 with the same conditioning and seed: caches and history cleared. */
+void eng_session_reset(eng_session *s);
+/* Video frames of actions the next block consumes: 9 for block 0, 12 afterwards. */
+int eng_session_block_video_frames(const eng_session *s);
+int64_t eng_session_next_block(const eng_session *s);
+/* Runs one block. actions: exactly eng_session_block_video_frames(s) frames. latents_out:
+ * [16][3][H][W] (the block's final x0). */
+int eng_session_run_block(eng_session *s, const eng_action_frame *actions, int nactions,
+                          float *latents_out, eng_block_timings *timings, char *err, size_t errlen);
+
+/* Synthetic conditioning for tests and benchmarks (no VAE/CLIP yet): cond [20][frames][H][W] with
+ * the mask channels set for latent 0 and N(0,1) image latents that become constant from latent 29
+ * on (as the real encoder's grey continuation does), clip [clip_tokens][clip_dim] N(0,1). */
+int eng_synthetic_conditioning(const eng_config *c, uint64_t seed, int frames, float *cond,
+                               float *clip);
+
+/* Fills the action-module windows of latent frames frame0 .. frame0+F-1 from video-frame actions
+ * history[j % history_len] (j = absolute video frame; history_len must exceed the span read):
+ * mouse_win [F][P*2] (m-major), kb_win [F][P][kdim]. */
+void eng_action_windows(const eng_config *c, const eng_action_frame *history, int64_t history_len,
+                        int64_t frame0, int F, float *mouse_win, float *kb_win);
+
+#endif
