@@ -1,0 +1,42 @@
+#!/usr/bin/env bash
+# The single test entry point (CI runs it through .ci/run on a clean clone without a GPU):
+# installs missing Debian packages, builds everything in build/ and runs ctest, then builds again in
+# build-asan/ with AddressSanitizer + UBSan (CPU only, with clang when present, so each run also
+# compiles with a second compiler) and runs ctest there. Exits nonzero on any failure.
+#   WM_TEST_QUICK=1     skip the sanitizer pass
+#   WM_CMAKE_ARGS="..." extra configure arguments for both builds (e.g. -DWM_CUDA=OFF)
+#   WM_ASAN_CC=gcc      compiler for the sanitizer build (default clang when installed)
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+if ! command -v nvcc >/dev/null && [ -x /usr/local/cuda/bin/nvcc ]; then
+    export PATH="/usr/local/cuda/bin:$PATH"
+fi
+
+step() { echo; echo "== $*"; }
+read -r -a extra <<<"${WM_CMAKE_ARGS:-}"
+
+step "setup"
+scripts/setup-debian.sh
+
+step "build/ (RelWithDebInfo)"
+cmake -S . -B build -G Ninja -DCMAKE_BUILD_TYPE=RelWithDebInfo "${extra[@]}"
+cmake --build build
+step "ctest build/"
+ctest --test-dir build --output-on-failure -j2
+
+if [ "${WM_TEST_QUICK:-0}" = 1 ]; then
+    step "WM_TEST_QUICK=1: sanitizer pass skipped"
+    exit 0
+fi
+
+asan_cc=${WM_ASAN_CC:-}
+if [ -z "$asan_cc" ] && command -v clang >/dev/null; then asan_cc=clang; fi
+step "build-asan/ (address,undefined; CUDA off; compiler ${asan_cc:-default})"
+if [ -n "$asan_cc" ]; then export CC="$asan_cc"; fi
+cmake -S . -B build-asan -G Ninja -DCMAKE_BUILD_TYPE=Debug -DWM_SANITIZE=ON -DWM_CUDA=OFF "${extra[@]}"
+cmake --build build-asan
+step "ctest build-asan/"
+ctest --test-dir build-asan --output-on-failure -j2
+
+step "all tests passed"
