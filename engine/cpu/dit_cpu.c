@@ -251,8 +251,8 @@ void dit_cpu_prepare_cross(const eng_weights *w, const float *clip, dit_store *s
 /* ---- helpers ------------------------------------------------------------------------------------ */
 
 /* h = LN(x) * (1 + scale[f]) + shift[f] per token, with the frame's modulation rows. */
-static void norm_modulate(const float *x, float *h, int F, int S, int D, float eps,
-                          const float *shift, const float *scale, size_t frame_stride) {
+void dit_norm_modulate(const float *x, float *h, int F, int S, int D, float eps, const float *shift,
+                       const float *scale, size_t frame_stride) {
     cpu_layernorm(x, h, F * S, D, eps, NULL, NULL);
 #pragma omp parallel for schedule(static)
     for (int n = 0; n < F * S; n++) {
@@ -319,7 +319,7 @@ static void self_attention(const eng_weights *w, int i, const dit_inputs *in, di
     dit_layer_store *ls = &st->layers[i];
     const int F = in->nframes, S = eng_tokens_per_frame(c), D = c->dim, L = F * S;
     const float *mod = ws->mod; /* [F][6][D] */
-    norm_modulate(ws->xres, ws->h, F, S, D, c->eps, mod, mod + D, (size_t)6 * D);
+    dit_norm_modulate(ws->xres, ws->h, F, S, D, c->eps, mod, mod + D, (size_t)6 * D);
     cpu_linear(ws->h, D, L, D, l->q_w, l->q_b, D, ws->q, D);
     cpu_linear(ws->h, D, L, D, l->k_w, l->k_b, D, ws->k, D);
     cpu_linear(ws->h, D, L, D, l->v_w, l->v_b, D, ws->v, D);
@@ -455,7 +455,7 @@ static void ffn(const eng_weights *w, int i, const dit_inputs *in, dit_workspace
     const eng_layer_weights *l = &w->layers[i];
     const int F = in->nframes, S = eng_tokens_per_frame(c), D = c->dim, L = F * S;
     const float *mod = ws->mod;
-    norm_modulate(ws->xres, ws->h, F, S, D, c->eps, mod + 3 * D, mod + 4 * D, (size_t)6 * D);
+    dit_norm_modulate(ws->xres, ws->h, F, S, D, c->eps, mod + 3 * D, mod + 4 * D, (size_t)6 * D);
     cpu_linear(ws->h, D, L, D, l->ffn0_w, l->ffn0_b, c->ffn_dim, ws->ffn, c->ffn_dim);
     cpu_apply_gelu_tanh(ws->ffn, (size_t)L * c->ffn_dim);
     cpu_linear(ws->ffn, c->ffn_dim, L, c->ffn_dim, l->ffn2_w, l->ffn2_b, D, ws->o, D);
@@ -508,7 +508,7 @@ int dit_cpu_forward(const eng_weights *w, const dit_inputs *in, dit_store *st, d
         }
     }
 
-    norm_modulate(ws->xres, ws->h, F, S, D, c->eps, ws->head, ws->head + D, (size_t)2 * D);
+    dit_norm_modulate(ws->xres, ws->h, F, S, D, c->eps, ws->head, ws->head + D, (size_t)2 * D);
     const int od = c->out_dim * c->patch[0] * c->patch[1] * c->patch[2];
     cpu_linear(ws->h, D, L, D, w->head_w, w->head_b, od, ws->out, od);
     dit_unpatchify(c, ws->out, F, v_out);

@@ -75,5 +75,9 @@ void dit_timestep_sinusoid(int freq_dim, float t, float *out);           /* [fre
 void dit_patchify(const eng_config *c, const float *x, const float *cond, int nframes,
                   float *patches);                                      /* [F*S][36*4] */
 void dit_unpatchify(const eng_config *c, const float *tokens, int nframes, float *v); /* [F*S][64] */
+/* h = LN(x; eps) * (1 + scale[f]) + shift[f] for the F*S tokens of F frames ([F*S][D]); the
+ * frame's shift/scale rows are frame_stride floats apart. */
+void dit_norm_modulate(const float *x, float *h, int F, int S, int D, float eps, const float *shift,
+                       const float *scale, size_t frame_stride);
 
 #endif
