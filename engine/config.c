@@ -212,6 +212,32 @@ static int parse_action_config(const json_ctx *j, const cJSON *ac, eng_config *c
     return 0;
 }
 
+/* "wmserve": engine settings that the official config.json does not carry because the reference
+ * hard-codes them (resolution, CLIP width) or reads them from the inference yaml (sampler steps).
+ * Only needed for models other than the releases, e.g. the tiny test model saved as a checkpoint. */
+static int parse_wmserve_block(const json_ctx *j, const cJSON *o, eng_config *c) {
+    if (!cJSON_IsObject(o))
+        return eng_errorf(j->err, j->errlen, ENG_ECONFIG, "%s: 'wmserve' must be an object", j->origin);
+    int rc = 0;
+    for (const cJSON *it = o->child; it && !rc; it = it->next) {
+        const char *k = it->string;
+        if (strcmp(k, "latent_height") == 0) rc = json_int(j, it, "wmserve.latent_height", 2, 1 << 12, &c->lat_h);
+        else if (strcmp(k, "latent_width") == 0) rc = json_int(j, it, "wmserve.latent_width", 2, 1 << 12, &c->lat_w);
+        else if (strcmp(k, "clip_dim") == 0) rc = json_int(j, it, "wmserve.clip_dim", 1, 1 << 16, &c->clip_dim);
+        else if (strcmp(k, "clip_tokens") == 0) rc = json_int(j, it, "wmserve.clip_tokens", 1, 1 << 16, &c->clip_tokens);
+        else if (strcmp(k, "denoising_step_list") == 0) {
+            int n = cJSON_IsArray(it) ? cJSON_GetArraySize(it) : 0;
+            if (n < 1 || n > ENG_MAX_STEPS)
+                return eng_errorf(j->err, j->errlen, ENG_ECONFIG,
+                                  "%s: 'wmserve.denoising_step_list' must list 1 to %d steps", j->origin, ENG_MAX_STEPS);
+            rc = json_int_list(j, it, "wmserve.denoising_step_list", c->denoising_steps, n);
+            c->num_steps = n;
+        } else
+            return eng_errorf(j->err, j->errlen, ENG_ECONFIG, "%s: unknown key 'wmserve.%s'", j->origin, k);
+    }
+    return rc;
+}
+
 /* Top-level keys that carry no meaning for inference of the distilled i2v models. */
 static int is_vestigial_key(const char *k) {
     static const char *const keys[] = {"_class_name", "_diffusers_version", "text_len", "text_dim",
@@ -253,9 +279,10 @@ static int parse_top_level(const json_ctx *j, const cJSON *root, eng_config *c) 
                                 j->origin);
         } else if (strcmp(k, "inject_sample_info") == 0) {
             rc = json_expect_bool(j, it, k, 0);
+        } else if (strcmp(k, "wmserve") == 0) {
+            rc = 0; /* applied after the variant's sampler defaults, below */
         } else if (strcmp(k, "action_config") == 0) {
-            rc = parse_action_config(j, it, c);
-            have_action = 1;
+            have_action = 1; /* parsed below, once 'dim' is known whatever the key order */
         } else if (!is_vestigial_key(k)) {
             rc = eng_errorf(j->err, j->errlen, ENG_ECONFIG, "%s: unknown key '%s'", j->origin, k);
         }
@@ -263,6 +290,7 @@ static int parse_top_level(const json_ctx *j, const cJSON *root, eng_config *c) 
     if (!rc && !have_action)
         rc = eng_errorf(j->err, j->errlen, ENG_ECONFIG,
                         "%s: no 'action_config' (not a Matrix-Game-2.0 distilled config)", j->origin);
+    if (!rc) rc = parse_action_config(j, cJSON_GetObjectItemCaseSensitive(root, "action_config"), c);
     return rc;
 }
 
@@ -297,16 +325,20 @@ int eng_config_parse_json(eng_config *out, const char *text, size_t len, const c
     eng_config_preset(&c, "full", ENG_VARIANT_UNIVERSAL, NULL, 0);
     snprintf(c.size_name, sizeof c.size_name, "checkpoint");
     int rc = parse_top_level(&j, root, &c);
-    cJSON_Delete(root);
-    if (rc) return rc;
+    if (rc) {
+        cJSON_Delete(root);
+        return rc;
+    }
     eng_variant inferred = infer_variant(&c);
-    if (variant_or_minus1 >= 0 && (eng_variant)variant_or_minus1 != inferred)
+    if (variant_or_minus1 >= 0 && (eng_variant)variant_or_minus1 != inferred) {
+        cJSON_Delete(root);
         return eng_errorf(err, errlen, ENG_ECONFIG,
                           "%s: describes the %s variant (keyboard_dim_in %d, mouse %s) but %s was "
                           "requested",
                           origin, eng_variant_name(inferred), c.keyboard_dim_in,
                           c.enable_mouse ? "on" : "off",
                           eng_variant_name((eng_variant)variant_or_minus1));
+    }
     /* Sampler settings live in the inference yaml, not config.json: take the variant's. */
     eng_config v;
     eng_config_preset(&v, "full", inferred, NULL, 0);
@@ -314,7 +346,10 @@ int eng_config_parse_json(eng_config *out, const char *text, size_t len, const c
     c.num_steps = v.num_steps;
     memcpy(c.denoising_steps, v.denoising_steps, sizeof c.denoising_steps);
     c.head_dim = c.num_heads > 0 ? c.dim / c.num_heads : 0;
-    rc = eng_config_validate(&c, err, errlen);
+    const cJSON *ext = cJSON_GetObjectItemCaseSensitive(root, "wmserve");
+    if (ext) rc = parse_wmserve_block(&j, ext, &c);
+    cJSON_Delete(root);
+    if (!rc) rc = eng_config_validate(&c, err, errlen);
     if (rc) return rc;
     *out = c;
     return 0;

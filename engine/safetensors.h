@@ -45,6 +45,8 @@ const char *st_origin(const st_file *f);
 size_t st_count(const st_file *f);
 const st_tensor *st_get(const st_file *f, size_t i);     /* in header order */
 const st_tensor *st_find(const st_file *f, const char *name); /* NULL if absent */
+/* Header-order position of a tensor returned by st_get/st_find of the same file. */
+size_t st_index(const st_file *f, const st_tensor *t);
 /* Value of a "__metadata__" string entry, NULL if absent. */
 const char *st_metadata(const st_file *f, const char *key);
 

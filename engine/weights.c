@@ -301,8 +301,7 @@ static const st_tensor *find_tensor(const load_ctx *l, const char *name, int *fi
         const st_tensor *t = st_find(l->files[f], name);
         if (t) {
             *file = f;
-            for (size_t i = 0; i < st_count(l->files[f]); i++)
-                if (st_get(l->files[f], i) == t) *index = i;
+            *index = st_index(l->files[f], t);
             return t;
         }
     }
