@@ -87,6 +87,10 @@ int64_t eng_session_next_block(const eng_session *s);
 int eng_session_run_block(eng_session *s, const eng_action_frame *actions, int nactions,
                           float *latents_out, eng_block_timings *timings, char *err, size_t errlen);
 
+/* One line about the CPU backend: BLAS library, its kernel and thread count, with a hint when
+ * OpenBLAS fell back to a generic kernel on a CPU that has AVX2 (common in VMs). */
+void eng_cpu_backend_describe(char *dst, size_t len);
+
 /* Synthetic conditioning for tests and benchmarks (no VAE/CLIP yet): cond [20][frames][H][W] with
  * the mask channels set for latent 0 and N(0,1) image latents that become constant from latent 29
  * on (as the real encoder's grey continuation does), clip [clip_tokens][clip_dim] N(0,1). */

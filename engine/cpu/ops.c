@@ -5,7 +5,20 @@
 
 #include <cblas.h>
 #include <math.h>
+#include <stdio.h>
 #include <string.h>
+
+#include "engine/engine.h"
+
+void eng_cpu_backend_describe(char *dst, size_t len) {
+    const char *core = openblas_get_corename();
+    int generic = strcmp(core, "Prescott") == 0 || strcmp(core, "Core2") == 0 ||
+                  strcmp(core, "Nehalem") == 0;
+    snprintf(dst, len, "OpenBLAS %s kernels, %d threads%s", core, openblas_get_num_threads(),
+             generic && __builtin_cpu_supports("avx2")
+                 ? " (this CPU has AVX2: set OPENBLAS_CORETYPE=Haswell or SkylakeX for 2-3x)"
+                 : "");
+}
 
 void cpu_linear(const float *x, int ldx, int rows, int in, const float *W, const float *b, int out,
                 float *y, int ldy) {

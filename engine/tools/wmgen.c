@@ -19,7 +19,7 @@ typedef struct wmgen_opts {
     int blocks, layers, rope_limit, dump_forwards, dump_noise, quiet;
     int64_t hidden_block;
     int hidden_step;
-    uint64_t seed, weight_seed;
+    uint64_t seed, weight_seed, cond_seed, actions_seed;
     uint32_t session_id;
 } wmgen_opts;
 
@@ -37,9 +37,13 @@ static void usage(FILE *f) {
 "  --weight-seed N       seed of synthetic weights (default 0)\n"
 "  --rope-limit N        rebase RoPE positions before they reach N latent frames (default 1024)\n"
 "session:\n"
-"  --cond FILE           safetensors with cond_concat [20,N,H,W] and visual_context [257,C]\n"
-"                        (a leading batch dimension of 1 is accepted); default: synthetic\n"
-"  --actions FILE        action script (engine/ACTIONS.md); default: random script from --seed\n"
+"  --cond FILE|synthetic:N\n"
+"                        safetensors with cond_concat [20,N,H,W] and visual_context [257,C]\n"
+"                        (a leading batch dimension of 1 is accepted), or synthetic\n"
+"                        conditioning from seed N (default synthetic:0)\n"
+"  --actions FILE|random:N\n"
+"                        action script (engine/ACTIONS.md), or a random script from seed N\n"
+"                        (default random:0)\n"
 "  --blocks N            blocks of 3 latent frames to generate (default 4)\n"
 "  --seed N              noise seed (default 0)\n"
 "  --session-id N        noise stream of this session (default 0)\n"
@@ -97,8 +101,14 @@ static int parse_args(int argc, char **argv, wmgen_opts *o) {
         case O_LAYERS: bad = parse_int(optarg, 1, ENG_MAX_LAYERS, &o->layers); break;
         case O_WSEED: bad = parse_u64(optarg, &o->weight_seed); break;
         case O_ROPE: bad = parse_int(optarg, 1, 1 << 30, &o->rope_limit); break;
-        case O_COND: o->cond_path = optarg; break;
-        case O_ACTIONS: o->actions_path = optarg; break;
+        case O_COND:
+            if (strncmp(optarg, "synthetic:", 10) == 0) bad = parse_u64(optarg + 10, &o->cond_seed);
+            else o->cond_path = optarg;
+            break;
+        case O_ACTIONS:
+            if (strncmp(optarg, "random:", 7) == 0) bad = parse_u64(optarg + 7, &o->actions_seed);
+            else o->actions_path = optarg;
+            break;
         case O_BLOCKS: bad = parse_int(optarg, 1, 1 << 20, &o->blocks); break;
         case O_SEED: bad = parse_u64(optarg, &o->seed); break;
         case O_SID:
@@ -175,7 +185,7 @@ static int load_conditioning(const wmgen_opts *o, const eng_config *c, condition
         cd->cond = malloc(20 * (size_t)cd->frames * HW * sizeof(float));
         cd->clip = malloc(nclip * sizeof(float));
         if (!cd->cond || !cd->clip) return eng_errorf(err, errlen, ENG_ENOMEM, "out of memory");
-        return eng_synthetic_conditioning(c, o->seed, cd->frames, cd->cond, cd->clip);
+        return eng_synthetic_conditioning(c, o->cond_seed, cd->frames, cd->cond, cd->clip);
     }
     st_file *f = NULL;
     int rc = st_open(o->cond_path, &f, err, errlen);
@@ -283,7 +293,11 @@ static int run(const wmgen_opts *o, char *err, size_t errlen) {
     int rc = eng_model_open(o->model, &mo, &m, err, errlen);
     if (rc) return rc;
     const eng_config *c = eng_model_config(m);
-    if (!o->quiet) printf("model: %s\n", eng_model_describe(m));
+    if (!o->quiet) {
+        char blas[256];
+        eng_cpu_backend_describe(blas, sizeof blas);
+        printf("model: %s\ncpu: %s\n", eng_model_describe(m), blas);
+    }
 
     conditioning cd = {0};
     eng_action_script script = {0};
@@ -295,7 +309,7 @@ static int run(const wmgen_opts *o, char *err, size_t errlen) {
     rc = out ? load_conditioning(o, c, &cd, err, errlen) : ENG_ENOMEM;
     if (!rc)
         rc = o->actions_path ? eng_actions_load(o->actions_path, c, &script, err, errlen)
-                             : eng_actions_random(c, o->seed, (size_t)12 * o->blocks, &script);
+                             : eng_actions_random(c, o->actions_seed, (size_t)12 * o->blocks, &script);
     if (!rc && o->noise_path) {
         ns.cfg = c;
         rc = st_open(o->noise_path, &ns.file, err, errlen);
