@@ -33,8 +33,12 @@ fi
 asan_cc=${WM_ASAN_CC:-}
 if [ -z "$asan_cc" ] && command -v clang >/dev/null; then asan_cc=clang; fi
 step "build-asan/ (address,undefined; CUDA off; compiler ${asan_cc:-default})"
+fuzz=OFF
 if [ -n "$asan_cc" ]; then export CC="$asan_cc"; fi
-cmake -S . -B build-asan -G Ninja -DCMAKE_BUILD_TYPE=Debug -DWM_SANITIZE=ON -DWM_CUDA=OFF "${extra[@]}"
+case "$(basename "${asan_cc:-cc}")" in clang*) fuzz=ON ;; esac # libFuzzer needs clang
+# Optimised with debug info: the streaming tests run whole sessions, too slow at -O0 under ASan.
+cmake -S . -B build-asan -G Ninja -DCMAKE_BUILD_TYPE=RelWithDebInfo -DWM_SANITIZE=ON -DWM_CUDA=OFF \
+    -DWM_FUZZ="$fuzz" "${extra[@]}"
 cmake --build build-asan
 step "ctest build-asan/"
 ctest --test-dir build-asan --output-on-failure -j2

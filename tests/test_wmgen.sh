@@ -34,6 +34,7 @@ check "a script from ACTIONS.md runs (templerun)" bash -c "
     awk '/^\`\`\`json/{f=1;n++;next} /^\`\`\`/{f=0} f && n==4' '$SRC/engine/ACTIONS.md' > '$TMP/script.json' &&
     grep -q templerun '$TMP/script.json' &&
     '$WMGEN' --model synthetic:tiny --variant templerun --actions '$TMP/script.json' --blocks 2 --quiet --out '$TMP/scripted'"
+check "the README example script runs" "$WMGEN" --model synthetic:tiny --actions "$SRC/engine/examples/forward.json" --blocks 3 --quiet --out "$TMP/example"
 check "missing --out is refused with exit code 2" bash -c "'$WMGEN' --model synthetic:tiny; test \$? -eq 2"
 check "unknown variant is refused with a message" bash -c "'$WMGEN' --model synthetic:tiny --variant nope --out '$TMP/x' 2>&1 | grep -q 'unknown variant'"
 check "missing noise tensor is refused by name" bash -c "'$WMGEN' --model synthetic:tiny --blocks 4 --quiet \
