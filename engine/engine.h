@@ -58,9 +58,13 @@ typedef int (*eng_noise_fn)(void *user, int64_t block, int k, float *dst, size_t
 typedef struct eng_session_params {
     uint64_t seed;       /* noise streams: Philox key */
     uint32_t session_id; /* noise streams: stream word s0 */
+    /* Conditioning, either given directly ... */
     const float *cond;   /* [20][cond_frames][H][W]; latent f uses frame min(f, cond_frames - 1) */
     int cond_frames;
     const float *clip;   /* [clip_tokens][clip_dim] visual_context */
+    /* ... or computed from a start image by the model's VAE encoder and CLIP (cond and clip NULL):
+     * [3][video_h][video_w] in [-1, 1] (engine/image.h img_prepare makes it from a PNG/JPEG). */
+    const float *image;
     eng_trace_fn trace;
     int64_t trace_hidden_block; /* -1: no hidden-state dumps */
     int trace_hidden_step;
@@ -86,6 +90,20 @@ int64_t eng_session_next_block(const eng_session *s);
  * [16][3][H][W] (the block's final x0). */
 int eng_session_run_block(eng_session *s, const eng_action_frame *actions, int nactions,
                           float *latents_out, eng_block_timings *timings, char *err, size_t errlen);
+
+/* Pixels: the model's video size (8x the latent size), and whether it can decode latents to frames
+ * (VAE decoder) and start sessions from images (VAE encoder and CLIP). Synthetic models have all
+ * three; a checkpoint directory has them when its VAE and CLIP files are present. */
+void eng_model_video_size(const eng_model *m, int *width, int *height);
+int eng_model_has_decoder(const eng_model *m);
+int eng_model_has_encoders(const eng_model *m);
+
+/* Decodes the block just generated (its latents from eng_session_run_block) with the session's
+ * streaming VAE decoder into RGB8 frames rgb [n][video_h][video_w][3]; n = 9 for block 0, 12 after
+ * (ENG_MAX_FRAMES_PER_BLOCK bounds it). Blocks must be decoded in order. */
+#define ENG_MAX_FRAMES_PER_BLOCK 12
+int eng_session_decode(eng_session *s, const float *latents, uint8_t *rgb, int *nframes,
+                       char *err, size_t errlen);
 
 /* One line about the CPU backend: BLAS library, its kernel and thread count, with a hint when
  * OpenBLAS fell back to a generic kernel on a CPU that has AVX2 (common in VMs). */
