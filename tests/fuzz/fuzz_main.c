@@ -4,7 +4,11 @@
  * overwrites, inserts, deletes and token splices in the header (length prefix kept consistent),
  * then now and then truncation, raw bit flips or header-length tampering of the whole file. Same
  * SEED, same inputs, so a CI failure can be replayed; `--dump DIR` writes each random input to DIR
- * first so a crashing one can be kept. A crash shows up as the process dying under the sanitizers.
+ * first so a crashing one can be kept. `--mutate N SEED` is the format-neutral variant for other
+ * targets: N mutations (bit flips, interesting bytes and 16/32-bit fields, inserts, deletes,
+ * duplicated runs, truncation) of the files run before it on the command line, so
+ * `fuzz_image_run CORPUS_DIR --mutate N SEED` works from that target's own seed corpus. A crash
+ * shows up as the process dying under the sanitizers.
  */
 #ifndef _POSIX_C_SOURCE
 #define _POSIX_C_SOURCE 200809L /* the build defines it; this keeps the file buildable alone */
@@ -23,6 +27,20 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size);
 #define MAX_INPUT 4096
 
 static size_t n_run;
+
+/* Inputs run from files, kept for --mutate. */
+#define MAX_SEEDS 64
+static uint8_t *seeds[MAX_SEEDS];
+static size_t seed_len[MAX_SEEDS], n_seeds;
+
+static void keep_seed(const uint8_t *d, size_t n) {
+    if (n_seeds == MAX_SEEDS || n == 0 || n > MAX_INPUT) return;
+    uint8_t *c = malloc(n);
+    if (c == NULL) return;
+    memcpy(c, d, n);
+    seeds[n_seeds] = c;
+    seed_len[n_seeds++] = n;
+}
 
 static int run_file(const char *path) {
     FILE *fp = fopen(path, "rb");
@@ -64,6 +82,7 @@ static int run_file(const char *path) {
     if (len) memcpy(exact, buf, len);
     free(buf);
     LLVMFuzzerTestOneInput(exact, len);
+    keep_seed(exact, len);
     free(exact);
     n_run++;
     return 0;
@@ -404,31 +423,127 @@ static int run_random(unsigned long n, unsigned long seed, const char *dump_dir)
     return 0;
 }
 
+/* One format-neutral mutation of buf[0, *len) in place (capacity cap). */
+static void mutate_bytes(uint8_t *buf, size_t *len, size_t cap) {
+    static const uint8_t bytes[] = {0x00, 0x01, 0x7f, 0x80, 0xff, 0xfe, 0x10, 0x40};
+    static const uint32_t words[] = {0,      1,      0x7f,    0x80,       0xff,        0x100,
+                                     0x7fff, 0xffff, 0x10000, 0x7fffffff, 0x80000000u, 0xffffffffu};
+    size_t n = *len;
+    switch (below(8)) {
+    case 0: /* bit flip */
+        if (n) buf[below(n)] ^= (uint8_t)(1u << below(8));
+        break;
+    case 1: /* interesting byte */
+        if (n) buf[below(n)] = bytes[below(sizeof bytes)];
+        break;
+    case 2: /* interesting big-endian 16- or 32-bit field (sizes, lengths, dimensions) */
+    case 3: {
+        size_t w = below(2) ? 2 : 4;
+        if (n < w) break;
+        size_t at = below(n - w + 1);
+        uint32_t v = words[below(sizeof words / sizeof words[0])];
+        if (below(4) == 0) v += (uint32_t)below(5) - 2;
+        for (size_t i = 0; i < w; i++) buf[at + i] = (uint8_t)(v >> (8 * (w - 1 - i)));
+        break;
+    }
+    case 4: /* insert a random byte */
+        if (n < cap) {
+            size_t at = below(n + 1);
+            memmove(buf + at + 1, buf + at, n - at);
+            buf[at] = (uint8_t)next_rand();
+            n++;
+        }
+        break;
+    case 5: /* delete a run */
+        if (n) {
+            size_t at = below(n), k = 1 + below(16);
+            if (k > n - at) k = n - at;
+            memmove(buf + at, buf + at + k, n - at - k);
+            n -= k;
+        }
+        break;
+    case 6: { /* duplicate a run somewhere else */
+        if (n == 0) break;
+        size_t from = below(n), k = 1 + below(64);
+        if (k > n - from) k = n - from;
+        if (n + k > cap) break;
+        uint8_t tmp[64];
+        memcpy(tmp, buf + from, k);
+        size_t to = below(n + 1);
+        memmove(buf + to + k, buf + to, n - to);
+        memcpy(buf + to, tmp, k);
+        n += k;
+        break;
+    }
+    default: /* truncate */
+        n = below(n + 1);
+        break;
+    }
+    *len = n;
+}
+
+static int run_mutate(unsigned long n, unsigned long seed, const char *dump_dir) {
+    static uint8_t file[MAX_INPUT + 256];
+    if (n_seeds == 0) {
+        fprintf(stderr, "--mutate needs seed files (of 1..%d bytes) before it\n", MAX_INPUT);
+        return -1;
+    }
+    rng = 0x2545F4914F6CDD1Dull ^ ((uint64_t)seed * 0xD1B54A32D192ED03ull);
+    if (rng == 0) rng = 1;
+    for (unsigned long it = 0; it < n; it++) {
+        size_t s = below(n_seeds), len = seed_len[s];
+        memcpy(file, seeds[s], len);
+        int k = 1 + (int)below(4);
+        for (int j = 0; j < k; j++) mutate_bytes(file, &len, sizeof file);
+        if (dump_dir != NULL) {
+            char path[4096];
+            snprintf(path, sizeof path, "%s/mutate-%lu-%lu", dump_dir, seed, it);
+            FILE *fp = fopen(path, "wb");
+            if (fp != NULL) {
+                if (len) fwrite(file, 1, len, fp);
+                fclose(fp);
+            }
+        }
+        uint8_t *exact = malloc(len ? len : 1); /* exact size so ASan sees one-past reads */
+        if (exact == NULL) return -1;
+        if (len) memcpy(exact, file, len);
+        LLVMFuzzerTestOneInput(exact, len);
+        free(exact);
+        n_run++;
+    }
+    return 0;
+}
+
 int main(int argc, char **argv) {
     int rc = 0;
     const char *dump_dir = NULL;
     if (argc < 2) {
-        fprintf(stderr, "usage: %s [--dump DIR] [--random N SEED] [FILE|DIR]...\n", argv[0]);
+        fprintf(stderr,
+                "usage: %s [--dump DIR] [--random N SEED] [FILE|DIR]... [--mutate N SEED]\n",
+                argv[0]);
         return 2;
     }
     for (int i = 1; i < argc; i++) {
         if (strcmp(argv[i], "--dump") == 0 && i + 1 < argc) {
             dump_dir = argv[++i];
-        } else if (strcmp(argv[i], "--random") == 0) {
+        } else if (strcmp(argv[i], "--random") == 0 || strcmp(argv[i], "--mutate") == 0) {
+            bool mutate = argv[i][2] == 'm';
             if (i + 2 >= argc) {
-                fprintf(stderr, "--random needs N and SEED\n");
+                fprintf(stderr, "%s needs N and SEED\n", argv[i]);
                 return 2;
             }
             char *e1, *e2;
             unsigned long n = strtoul(argv[i + 1], &e1, 10), seed = strtoul(argv[i + 2], &e2, 10);
             if (*e1 != '\0' || *e2 != '\0') {
-                fprintf(stderr, "--random needs numeric N and SEED, got '%s' '%s'\n", argv[i + 1],
-                        argv[i + 2]);
+                fprintf(stderr, "%s needs numeric N and SEED, got '%s' '%s'\n", argv[i],
+                        argv[i + 1], argv[i + 2]);
                 return 2;
             }
             i += 2;
-            if (run_random(n, seed, dump_dir) != 0) rc = 1;
-            printf("random: %lu mutated inputs from seed %lu done\n", n, seed);
+            if ((mutate ? run_mutate(n, seed, dump_dir) : run_random(n, seed, dump_dir)) != 0)
+                rc = 1;
+            printf("%s: %lu mutated inputs from seed %lu done\n", mutate ? "mutate" : "random", n,
+                   seed);
         } else if (run_path(argv[i]) != 0) {
             rc = 1;
         }
