@@ -105,6 +105,10 @@ int eng_model_has_encoders(const eng_model *m);
 int eng_session_decode(eng_session *s, const float *latents, uint8_t *rgb, int *nframes,
                        char *err, size_t errlen);
 
+/* Call first in main(): makes idle OpenMP threads sleep instead of spinning against OpenBLAS's
+ * threads (sets OMP_WAIT_POLICY=passive and re-executes the program when it is unset). */
+void eng_cpu_threads_setup(char **argv);
+
 /* One line about the CPU backend: BLAS library, its kernel and thread count, with a hint when
  * OpenBLAS fell back to a generic kernel on a CPU that has AVX2 (common in VMs). */
 void eng_cpu_backend_describe(char *dst, size_t len);

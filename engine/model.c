@@ -6,8 +6,10 @@
 #include <string.h>
 #include <sys/stat.h>
 
+#include "engine/clip.h"
 #include "engine/engine.h"
 #include "engine/model_internal.h"
+#include "engine/vae.h"
 #include "engine/safetensors.h"
 #include "engine/weights.h"
 
@@ -18,16 +20,32 @@
 
 struct eng_model {
     eng_weights w;
-    char desc[PATH_LEN + 256];
+    vae_weights *vae;   /* NULL when the checkpoint has no VAE */
+    int vae_parts;      /* VAE_PART_* loaded */
+    clip_weights *clip; /* NULL when the checkpoint has no CLIP */
+    char desc[3 * PATH_LEN];
 };
 
 const eng_config *eng_model_config(const eng_model *m) { return &m->w.cfg; }
 const eng_weights *eng_model_weights(const eng_model *m) { return &m->w; }
+const vae_weights *eng_model_vae(const eng_model *m) { return m->vae; }
+const clip_weights *eng_model_clip(const eng_model *m) { return m->clip; }
 const char *eng_model_describe(const eng_model *m) { return m->desc; }
+
+void eng_model_video_size(const eng_model *m, int *width, int *height) {
+    *width = 8 * m->w.cfg.lat_w;
+    *height = 8 * m->w.cfg.lat_h;
+}
+int eng_model_has_decoder(const eng_model *m) { return m->vae && (m->vae_parts & VAE_PART_DECODER); }
+int eng_model_has_encoders(const eng_model *m) {
+    return m->vae && (m->vae_parts & VAE_PART_ENCODER) && m->clip;
+}
 
 void eng_model_close(eng_model *m) {
     if (!m) return;
     weights_free(&m->w);
+    vae_weights_free(m->vae);
+    clip_weights_free(m->clip);
     free(m);
 }
 
@@ -247,6 +265,55 @@ static int apply_options(eng_config *cfg, const eng_model_options *o, char *err,
     return eng_config_validate(cfg, err, errlen);
 }
 
+/* Synthetic VAE and CLIP of the DiT's size ("tiny" or "full"). */
+static int synthetic_encoders(eng_model *m, const char *size, uint64_t seed, char *err, size_t errlen) {
+    vae_config vc;
+    clip_config cc;
+    int rc = vae_config_preset(&vc, size, err, errlen);
+    if (!rc) rc = vae_weights_synthetic(&vc, seed, &m->vae, err, errlen);
+    if (!rc) rc = clip_config_preset(&cc, size, err, errlen);
+    if (!rc) rc = clip_weights_synthetic(&cc, seed, &m->clip, err, errlen);
+    m->vae_parts = VAE_PART_DECODER | VAE_PART_ENCODER;
+    return rc;
+}
+
+/* First existing file among candidates under root; "" if none. */
+static const char *first_file(const char *root, const char *const *names, int n, char *buf) {
+    for (int i = 0; i < n; i++) {
+        snprintf(buf, PATH_LEN, "%s/%s", root, names[i]);
+        if (is_file(buf)) return buf;
+    }
+    return "";
+}
+
+/* The VAE and CLIP files of a checkpoint directory (official release or Diffusers layout).
+ * Absent files leave the model without pixels (reported in the description); present files must
+ * load. */
+static int load_encoders(eng_model *m, const char *spec, char *note, size_t notelen, char *err,
+                         size_t errlen) {
+    static const char *const vae_names[] = {"Wan2.1_VAE.pth", "vae/diffusion_pytorch_model.safetensors"};
+    static const char *const clip_names[] = {"models_clip_open-clip-xlm-roberta-large-vit-huge-14.pth",
+                                             "image_encoder/model.safetensors"};
+    char vbuf[PATH_LEN], cbuf[PATH_LEN];
+    const char *vpath = is_dir(spec) ? first_file(spec, vae_names, 2, vbuf) : "";
+    const char *cpath = is_dir(spec) ? first_file(spec, clip_names, 2, cbuf) : "";
+    int rc = 0;
+    if (vpath[0]) {
+        vae_config vc;
+        rc = vae_config_preset(&vc, "full", err, errlen);
+        if (!rc) rc = vae_weights_load(&vc, vpath, VAE_PART_DECODER | VAE_PART_ENCODER, &m->vae, err, errlen);
+        m->vae_parts = VAE_PART_DECODER | VAE_PART_ENCODER;
+    }
+    if (!rc && cpath[0]) {
+        clip_config cc;
+        rc = clip_config_preset(&cc, "full", err, errlen);
+        if (!rc) rc = clip_weights_load(&cc, cpath, &m->clip, err, errlen);
+    }
+    snprintf(note, notelen, "VAE: %s; CLIP: %s", vpath[0] ? vpath : "none (no frames)",
+             cpath[0] ? cpath : "none (no start images)");
+    return rc;
+}
+
 int eng_model_open(const char *spec, const eng_model_options *opt, eng_model **out, char *err,
                    size_t errlen) {
     *out = NULL;
@@ -263,6 +330,7 @@ int eng_model_open(const char *spec, const eng_model_options *opt, eng_model **o
         rc = eng_config_preset(&cfg, spec + 10, v, err, errlen);
         if (!rc) rc = apply_options(&cfg, &o, err, errlen);
         if (!rc) rc = weights_init_synthetic(&m->w, &cfg, o.weight_seed, err, errlen);
+        if (!rc) rc = synthetic_encoders(m, spec + 10, o.weight_seed, err, errlen);
         snprintf(m->desc, sizeof m->desc, "%s (synthetic weights, seed %llu)", spec,
                  (unsigned long long)o.weight_seed);
     } else {
@@ -276,7 +344,9 @@ int eng_model_open(const char *spec, const eng_model_options *opt, eng_model **o
             for (int i = 0; i < wf->n; i++) paths[i] = wf->paths[i];
             rc = weights_load_safetensors(&m->w, &cfg, paths, wf->n, o.num_layers > 0, err, errlen);
         }
-        if (!rc) snprintf(m->desc, sizeof m->desc, "%s", desc);
+        char note[2 * PATH_LEN] = "";
+        if (!rc) rc = load_encoders(m, spec, note, sizeof note, err, errlen);
+        if (!rc) snprintf(m->desc, sizeof m->desc, "%s; %s", desc, note);
         free(wf);
     }
     if (rc) {

@@ -6,6 +6,7 @@
 #include <string.h>
 #include <time.h>
 
+#include "engine/conditioning.h"
 #include "engine/cpu/dit_cpu.h"
 #include "engine/engine.h"
 #include "engine/model_internal.h"
@@ -18,8 +19,9 @@ struct eng_session {
     eng_model *model;
     const eng_config *cfg;
     eng_session_params p;
-    float *cond, *clip;     /* owned copies */
-    int cond_frames;
+    eng_cond *cond;         /* conditioning (given, or from the start image) */
+    vae_decoder *dec;       /* streaming VAE decoder, when the model has one */
+    float *frames;          /* [3][12][video_h][video_w] decode scratch */
     dit_store store;
     dit_workspace *ws;
     eng_action_frame history[HISTORY];
@@ -44,28 +46,38 @@ void eng_session_destroy(eng_session *s) {
     if (!s) return;
     dit_store_destroy(&s->store);
     dit_workspace_destroy(s->ws);
-    float *bufs[] = {s->cond, s->clip, s->x, s->x0, s->v, s->eps, s->cond_blk, s->mouse_win, s->kb_win};
+    eng_cond_destroy(s->cond);
+    vae_decoder_destroy(s->dec);
+    float *bufs[] = {s->frames, s->x, s->x0, s->v, s->eps, s->cond_blk, s->mouse_win, s->kb_win};
     for (size_t i = 0; i < sizeof bufs / sizeof *bufs; i++) free(bufs[i]);
     free(s);
+}
+
+static int make_conditioning(eng_session *s, const eng_session_params *p, char *err, size_t errlen) {
+    const eng_config *c = s->cfg;
+    if (p->image && (p->cond || p->clip))
+        return eng_errorf(err, errlen, ENG_EINVAL, "give either a start image or cond/clip tensors, not both");
+    if (p->image) {
+        if (!eng_model_has_encoders(s->model))
+            return eng_errorf(err, errlen, ENG_ESTATE,
+                              "this model has no VAE encoder and CLIP (%s): it cannot start from an image",
+                              eng_model_describe(s->model));
+        return eng_cond_from_image(c, eng_model_vae(s->model), eng_model_clip(s->model), p->image,
+                                   &s->cond, err, errlen);
+    }
+    return eng_cond_from_tensors(c, p->cond, p->cond_frames, p->clip, &s->cond, err, errlen);
 }
 
 int eng_session_create(eng_model *m, const eng_session_params *p, eng_session **out, char *err,
                        size_t errlen) {
     *out = NULL;
     const eng_config *c = eng_model_config(m);
-    if (!p->cond || p->cond_frames < 1 || !p->clip)
-        return eng_errorf(err, errlen, ENG_EINVAL,
-                          "a session needs cond_concat (>= 1 latent frame) and visual_context");
     eng_session *s = calloc(1, sizeof *s);
     if (!s) return eng_errorf(err, errlen, ENG_ENOMEM, "out of memory");
-    s->model = m, s->cfg = c, s->p = *p, s->cond_frames = p->cond_frames;
-    const size_t HW = (size_t)c->lat_h * (size_t)c->lat_w, T = (size_t)c->frames_per_block;
-    const size_t P = (size_t)eng_action_window(c);
-    size_t ncond = 20 * (size_t)p->cond_frames * HW, nclip = (size_t)c->clip_tokens * c->clip_dim;
+    s->model = m, s->cfg = c, s->p = *p;
+    const size_t T = (size_t)c->frames_per_block, P = (size_t)eng_action_window(c);
     int ok = 1;
 #define ALLOC(ptr, n) ok &= ((ptr) = malloc((n) * sizeof *(ptr))) != NULL
-    ALLOC(s->cond, ncond);
-    ALLOC(s->clip, nclip);
     ALLOC(s->x, block_floats(c, 16));
     ALLOC(s->x0, block_floats(c, 16));
     ALLOC(s->v, block_floats(c, 16));
@@ -77,12 +89,19 @@ int eng_session_create(eng_model *m, const eng_session_params *p, eng_session **
     s->ws = ok ? dit_workspace_create(c, c->frames_per_block, c->local_attn_size) : NULL;
     int rc = s->ws ? dit_store_create(&s->store, c, c->local_attn_size, err, errlen)
                    : eng_errorf(err, errlen, ENG_ENOMEM, "out of memory for session buffers");
+    if (!rc) rc = make_conditioning(s, p, err, errlen);
+    if (!rc && eng_model_has_decoder(m)) {
+        int vw, vh;
+        eng_model_video_size(m, &vw, &vh);
+        s->frames = malloc(3 * (size_t)ENG_MAX_FRAMES_PER_BLOCK * (size_t)vw * vh * sizeof(float));
+        rc = s->frames ? vae_decoder_create(eng_model_vae(m), c->lat_h, c->lat_w, &s->dec, err, errlen)
+                       : eng_errorf(err, errlen, ENG_ENOMEM, "out of memory for decode buffers");
+    }
     if (rc) {
         eng_session_destroy(s);
         return rc;
     }
-    memcpy(s->cond, p->cond, ncond * sizeof(float));
-    memcpy(s->clip, p->clip, nclip * sizeof(float));
+    s->p.cond = s->p.clip = s->p.image = NULL; /* the caller's buffers are not kept */
     eng_sampler_schedule(c, s->tau, s->sigma);
     eng_session_reset(s);
     *out = s;
@@ -91,6 +110,7 @@ int eng_session_create(eng_model *m, const eng_session_params *p, eng_session **
 
 void eng_session_reset(eng_session *s) {
     dit_store_reset(&s->store);
+    if (s->dec) vae_decoder_reset(s->dec);
     memset(s->history, 0, sizeof s->history);
     s->next_block = 0;
     s->rope_base = 0;
@@ -115,19 +135,6 @@ void eng_action_windows(const eng_config *c, const eng_action_frame *history, in
                 mouse_win[((size_t)f * P + m) * 2 + 1] = a->mouse[1];
             }
             for (int k = 0; k < kd; k++) kb_win[((size_t)f * P + m) * kd + k] = a->keyboard[k];
-        }
-}
-
-/* cond frames s .. s+2; latents past the provided ones repeat the last (model-vae-clip 4.4). */
-static void slice_cond(eng_session *s, int64_t frame0) {
-    const eng_config *c = s->cfg;
-    const size_t HW = (size_t)c->lat_h * c->lat_w;
-    const int T = c->frames_per_block;
-    for (int ch = 0; ch < 20; ch++)
-        for (int f = 0; f < T; f++) {
-            int64_t src = frame0 + f < s->cond_frames ? frame0 + f : s->cond_frames - 1;
-            memcpy(s->cond_blk + ((size_t)ch * T + f) * HW,
-                   s->cond + ((size_t)ch * s->cond_frames + (size_t)src) * HW, HW * sizeof(float));
         }
 }
 
@@ -222,14 +229,15 @@ int eng_session_run_block(eng_session *s, const eng_action_frame *actions, int n
     const int64_t v0 = s->next_block == 0 ? 0 : (int64_t)c->vae_time_ratio * s0 - 3;
     for (int i = 0; i < nactions; i++) s->history[(v0 + i) % HISTORY] = actions[i];
     eng_action_windows(c, s->history, HISTORY, s0, T, s->mouse_win, s->kb_win);
-    slice_cond(s, s0);
+    int rc = eng_cond_slice(s->cond, s0, T, s->cond_blk, err, errlen);
+    if (rc) return rc;
     maybe_rebase(s);
     if (!s->store.cross_ready)
-        dit_cpu_prepare_cross(eng_model_weights(s->model), s->clip, &s->store, s->ws);
+        dit_cpu_prepare_cross(eng_model_weights(s->model), eng_cond_clip(s->cond), &s->store, s->ws);
 
     eng_block_timings tm = {0};
     const size_t n = block_floats(c, 16);
-    int rc = draw_noise(s, 0, s->x, err, errlen);
+    rc = draw_noise(s, 0, s->x, err, errlen);
     for (int k = 0; k < K && !rc; k++) {
         rc = forward(s, k, s->x, s->tau[k], s->v, &tm.forward_ms[k], err, errlen);
         if (rc) break;
@@ -250,6 +258,21 @@ int eng_session_run_block(eng_session *s, const eng_action_frame *actions, int n
     tm.total_ms = now_ms() - t_start;
     if (timings) *timings = tm;
     s->next_block++;
+    return 0;
+}
+
+int eng_session_decode(eng_session *s, const float *latents, uint8_t *rgb, int *nframes,
+                       char *err, size_t errlen) {
+    *nframes = 0;
+    if (!s->dec)
+        return eng_errorf(err, errlen, ENG_ESTATE, "this model has no VAE decoder (%s)",
+                          eng_model_describe(s->model));
+    int n = 0, rc = vae_decode(s->dec, latents, s->cfg->frames_per_block, s->frames, &n, err, errlen);
+    if (rc) return rc;
+    int vw, vh;
+    eng_model_video_size(s->model, &vw, &vh);
+    vae_frames_to_rgb8(s->frames, n, vh, vw, rgb);
+    *nframes = n;
     return 0;
 }
 

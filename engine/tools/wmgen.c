@@ -10,18 +10,26 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
+#include <time.h>
 
 #include "engine/engine.h"
+#include "engine/image.h"
 #include "engine/safetensors.h"
 
 typedef struct wmgen_opts {
-    const char *model, *variant, *cond_path, *actions_path, *noise_path, *out_dir;
-    int blocks, layers, rope_limit, dump_forwards, dump_noise, quiet;
+    const char *model, *variant, *cond_path, *image_path, *actions_path, *noise_path, *out_dir;
+    int blocks, layers, rope_limit, dump_forwards, dump_noise, quiet, frames, mp4, fps;
     int64_t hidden_block;
     int hidden_step;
     uint64_t seed, weight_seed, cond_seed, actions_seed;
     uint32_t session_id;
 } wmgen_opts;
+
+static double wall_ms(void) {
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (double)ts.tv_sec * 1e3 + (double)ts.tv_nsec * 1e-6;
+}
 
 static void usage(FILE *f) {
     fprintf(f,
@@ -37,6 +45,9 @@ static void usage(FILE *f) {
 "  --weight-seed N       seed of synthetic weights (default 0)\n"
 "  --rope-limit N        rebase RoPE positions before they reach N latent frames (default 1024)\n"
 "session:\n"
+"  --image FILE          start from a PNG/JPEG: cropped and resized to the model's video size\n"
+"                        as the reference does, VAE-encoded for cond_concat and CLIP-encoded\n"
+"                        for visual_context (needs a model with VAE and CLIP)\n"
 "  --cond FILE|synthetic:N\n"
 "                        safetensors with cond_concat [20,N,H,W] and visual_context [257,C]\n"
 "                        (a leading batch dimension of 1 is accepted), or synthetic\n"
@@ -53,6 +64,11 @@ static void usage(FILE *f) {
 "                        (k >= 1) is the re-noising draw before step k+1 of block n\n"
 "output (in --out DIR):\n"
 "  latents.safetensors   'latents' [16, 3*blocks, H, W] and 'b{n}.x0' per block\n"
+"  frames/               frame_%%06d.png, every decoded video frame (when the model has a VAE)\n"
+"  video.mp4             the same frames as H.264 when the ffmpeg program is installed\n"
+"  --no-frames           latents only: skip the VAE decode\n"
+"  --no-mp4              PNG frames only\n"
+"  --fps N               frame rate of the MP4 (default 25)\n"
 "  --dump-forwards       forwards.safetensors: 'b{n}.s{k}.x' input and 'b{n}.s{k}.v' output of\n"
 "                        every forward (k = steps is the context pass)\n"
 "  --dump-hidden N:K     hidden.safetensors: 'b{N}.s{K}.layer{i}' [3*S, D] after each block\n"
@@ -79,7 +95,8 @@ static int parse_int(const char *s, int lo, int hi, int *out) {
 
 static int parse_args(int argc, char **argv, wmgen_opts *o) {
     enum { O_VARIANT = 256, O_LAYERS, O_WSEED, O_ROPE, O_COND, O_ACTIONS, O_BLOCKS, O_SEED, O_SID,
-           O_NOISE, O_OUT, O_DFWD, O_DHID, O_DNOISE, O_QUIET, O_MODEL };
+           O_NOISE, O_OUT, O_DFWD, O_DHID, O_DNOISE, O_QUIET, O_MODEL, O_IMAGE, O_NOFRAMES,
+           O_NOMP4, O_FPS };
     static const struct option longopts[] = {
         {"model", required_argument, 0, O_MODEL},     {"variant", required_argument, 0, O_VARIANT},
         {"layers", required_argument, 0, O_LAYERS},   {"weight-seed", required_argument, 0, O_WSEED},
@@ -89,9 +106,11 @@ static int parse_args(int argc, char **argv, wmgen_opts *o) {
         {"noise", required_argument, 0, O_NOISE},     {"out", required_argument, 0, O_OUT},
         {"dump-forwards", no_argument, 0, O_DFWD},    {"dump-hidden", required_argument, 0, O_DHID},
         {"dump-noise", no_argument, 0, O_DNOISE},     {"quiet", no_argument, 0, O_QUIET},
+        {"image", required_argument, 0, O_IMAGE},     {"no-frames", no_argument, 0, O_NOFRAMES},
+        {"no-mp4", no_argument, 0, O_NOMP4},          {"fps", required_argument, 0, O_FPS},
         {"help", no_argument, 0, 'h'},                {0, 0, 0, 0}};
     memset(o, 0, sizeof *o);
-    o->blocks = 4, o->hidden_block = -1;
+    o->blocks = 4, o->hidden_block = -1, o->frames = 1, o->mp4 = 1, o->fps = 25;
     for (int c; (c = getopt_long(argc, argv, "h", longopts, NULL)) != -1;) {
         int bad = 0;
         uint64_t u = 0;
@@ -127,6 +146,10 @@ static int parse_args(int argc, char **argv, wmgen_opts *o) {
         }
         case O_DNOISE: o->dump_noise = 1; break;
         case O_QUIET: o->quiet = 1; break;
+        case O_IMAGE: o->image_path = optarg; break;
+        case O_NOFRAMES: o->frames = 0; break;
+        case O_NOMP4: o->mp4 = 0; break;
+        case O_FPS: bad = parse_int(optarg, 1, 240, &o->fps); break;
         case 'h': usage(stdout); exit(0);
         default: usage(stderr); return -1;
         }
@@ -140,6 +163,10 @@ static int parse_args(int argc, char **argv, wmgen_opts *o) {
     }
     if (optind < argc) {
         fprintf(stderr, "wmgen: unexpected argument '%s' (see --help)\n", argv[optind]);
+        return -1;
+    }
+    if (o->image_path && o->cond_path) {
+        fprintf(stderr, "wmgen: --image and --cond both give the conditioning; choose one\n");
         return -1;
     }
     if (!o->model || !o->out_dir) {
@@ -172,9 +199,23 @@ static const st_tensor *find_shaped(st_file *f, const char *name, const int64_t 
 }
 
 typedef struct conditioning {
-    float *cond, *clip;
+    float *cond, *clip, *image;
     int frames;
 } conditioning;
+
+/* --image: the start image prepared to the model's video size (planes in [-1, 1]). */
+static int load_image(const char *path, eng_model *m, conditioning *cd, char *err, size_t errlen) {
+    int vw, vh;
+    eng_model_video_size(m, &vw, &vh);
+    img_rgb8 img = {0};
+    int rc = img_load(path, IMG_MAX_PIXELS, &img, err, errlen);
+    if (rc) return rc;
+    cd->image = malloc(3 * (size_t)vw * vh * sizeof(float));
+    rc = cd->image ? img_prepare(&img, vw, vh, cd->image, err, errlen)
+                   : eng_errorf(err, errlen, ENG_ENOMEM, "out of memory");
+    img_free(&img);
+    return rc;
+}
 
 static int load_conditioning(const wmgen_opts *o, const eng_config *c, conditioning *cd, char *err,
                              size_t errlen) {
@@ -306,7 +347,9 @@ static int run(const wmgen_opts *o, char *err, size_t errlen) {
     eng_session *s = NULL;
     float *lat = NULL, *all = NULL;
     st_writer *out = st_writer_create();
-    rc = out ? load_conditioning(o, c, &cd, err, errlen) : ENG_ENOMEM;
+    rc = !out ? ENG_ENOMEM
+         : o->image_path ? load_image(o->image_path, m, &cd, err, errlen)
+                         : load_conditioning(o, c, &cd, err, errlen);
     if (!rc)
         rc = o->actions_path ? eng_actions_load(o->actions_path, c, &script, err, errlen)
                              : eng_actions_random(c, o->actions_seed, (size_t)12 * o->blocks, &script);
@@ -321,7 +364,7 @@ static int run(const wmgen_opts *o, char *err, size_t errlen) {
         d.noise = o->dump_noise ? st_writer_create() : NULL;
         const int tracing = d.forwards || d.hidden || d.noise;
         eng_session_params sp = {.seed = o->seed, .session_id = o->session_id, .cond = cd.cond,
-                                 .cond_frames = cd.frames, .clip = cd.clip,
+                                 .cond_frames = cd.frames, .clip = cd.clip, .image = cd.image,
                                  .trace = tracing ? trace_fn : NULL,
                                  .trace_hidden_block = o->hidden_block,
                                  .trace_hidden_step = o->hidden_step,
@@ -330,15 +373,29 @@ static int run(const wmgen_opts *o, char *err, size_t errlen) {
     }
     const size_t HW = (size_t)c->lat_h * c->lat_w, T = (size_t)c->frames_per_block;
     const size_t nblk = 16 * T * HW;
+    int vw, vh, decode = o->frames && eng_model_has_decoder(m), nframes_total = 0;
+    eng_model_video_size(m, &vw, &vh);
+    img_frame_sink *sink = NULL;
+    uint8_t *rgb = NULL;
     if (!rc) {
         lat = malloc(nblk * sizeof(float));
         all = malloc(nblk * (size_t)o->blocks * sizeof(float));
         if (!lat || !all) rc = eng_errorf(err, errlen, ENG_ENOMEM, "out of memory");
     }
+    if (!rc && decode) {
+        char fdir[4096], mp4[4096];
+        snprintf(fdir, sizeof fdir, "%s/frames", o->out_dir);
+        snprintf(mp4, sizeof mp4, "%s/video.mp4", o->out_dir);
+        rgb = malloc((size_t)ENG_MAX_FRAMES_PER_BLOCK * vw * vh * 3);
+        rc = rgb ? img_sink_open(fdir, o->mp4 ? mp4 : NULL, vw, vh, o->fps, &sink, err, errlen)
+                 : eng_errorf(err, errlen, ENG_ENOMEM, "out of memory");
+    } else if (!rc && o->frames && !o->quiet) {
+        printf("note: %s has no VAE decoder: writing latents only\n", o->model);
+    }
     if (!rc && !o->quiet) {
         printf("%6s %10s", "block", "total_ms");
         for (int k = 0; k < c->num_steps; k++) printf("   step%d_ms", k + 1);
-        printf(" context_ms\n");
+        printf(" context_ms%s\n", decode ? "  decode_ms frames" : "");
     }
     int64_t video_frame = 0;
     for (int b = 0; b < o->blocks && !rc; b++) {
@@ -350,6 +407,16 @@ static int run(const wmgen_opts *o, char *err, size_t errlen) {
         rc = eng_session_run_block(s, acts, n, lat, &tm, err, errlen);
         if (rc) break;
         if (d.failed) rc = eng_errorf(err, errlen, ENG_EIO, "%s", d.err);
+        double dec_ms = 0;
+        int nf = 0;
+        if (!rc && decode) {
+            double t0 = wall_ms();
+            rc = eng_session_decode(s, lat, rgb, &nf, err, errlen);
+            dec_ms = wall_ms() - t0;
+            for (int i = 0; i < nf && !rc; i++)
+                rc = img_sink_write(sink, rgb + (size_t)i * vw * vh * 3, err, errlen);
+            nframes_total += nf;
+        }
         for (size_t ch = 0; ch < 16; ch++)
             memcpy(all + (ch * (size_t)o->blocks * T + (size_t)b * T) * HW, lat + ch * T * HW,
                    T * HW * sizeof(float));
@@ -360,6 +427,7 @@ static int run(const wmgen_opts *o, char *err, size_t errlen) {
         if (!o->quiet) {
             printf("%6d %10.1f", b, tm.total_ms);
             for (int k = 0; k <= c->num_steps; k++) printf(" %10.1f", tm.forward_ms[k]);
+            if (decode) printf(" %10.1f %6d", dec_ms, nf);
             printf("\n");
         }
     }
@@ -371,6 +439,13 @@ static int run(const wmgen_opts *o, char *err, size_t errlen) {
     if (!rc) rc = save_writer(d.forwards, o->out_dir, "forwards.safetensors", err, errlen);
     if (!rc) rc = save_writer(d.hidden, o->out_dir, "hidden.safetensors", err, errlen);
     if (!rc) rc = save_writer(d.noise, o->out_dir, "noise.safetensors", err, errlen);
+    if (sink) {
+        int mp4_written = 0, src = img_sink_close(sink, &mp4_written, err, errlen);
+        if (!rc) rc = src;
+        if (!rc && !o->quiet)
+            printf("wrote %d frames to %s/frames/%s\n", nframes_total, o->out_dir,
+                   mp4_written ? " and video.mp4" : o->mp4 ? " (no ffmpeg program: no MP4)" : "");
+    }
     if (!rc && !o->quiet) printf("wrote %s/latents.safetensors (%d blocks)\n", o->out_dir, o->blocks);
     st_writer_destroy(out);
     st_writer_destroy(d.forwards);
@@ -379,12 +454,13 @@ static int run(const wmgen_opts *o, char *err, size_t errlen) {
     if (ns.file) st_close(ns.file);
     eng_session_destroy(s);
     eng_actions_free(&script);
-    free(cd.cond), free(cd.clip), free(lat), free(all);
+    free(cd.cond), free(cd.clip), free(cd.image), free(lat), free(all), free(rgb);
     eng_model_close(m);
     return rc;
 }
 
 int main(int argc, char **argv) {
+    eng_cpu_threads_setup(argv);
     wmgen_opts o;
     if (parse_args(argc, argv, &o)) return 2;
     char err[1024] = "";
