@@ -14,6 +14,7 @@ PACKAGES=(
     libopenblas-dev libcjson-dev
     libuv1-dev libwebsockets-dev "libmsgpack-c-dev|libmsgpack-dev"
     libturbojpeg0-dev libjpeg62-turbo-dev libpng-dev
+    ffmpeg # wmgen writes an MP4 next to its PNG frames when the ffmpeg program is present
 )
 
 if [ "${WM_SKIP_SETUP:-0}" = 1 ]; then

@@ -35,6 +35,20 @@ check "a script from ACTIONS.md runs (templerun)" bash -c "
     grep -q templerun '$TMP/script.json' &&
     '$WMGEN' --model synthetic:tiny --variant templerun --actions '$TMP/script.json' --blocks 2 --quiet --out '$TMP/scripted'"
 check "the README example script runs" "$WMGEN" --model synthetic:tiny --actions "$SRC/engine/examples/forward.json" --blocks 3 --quiet --out "$TMP/example"
+# issue 3: a PNG and an action script become frames and a video
+check "start image + action script -> PNG frames (9 + 12 + 12)" bash -c "
+    '$WMGEN' --model synthetic:tiny --image '$SRC/tests/fixtures/start.png' --actions '$SRC/engine/examples/forward.json' \
+        --blocks 3 --quiet --out '$TMP/img' && test \$(ls '$TMP/img/frames' | wc -l) -eq 33 && test -s '$TMP/img/frames/frame_000032.png'"
+if command -v ffmpeg >/dev/null; then
+    check "... and an MP4" test -s "$TMP/img/video.mp4"
+else
+    echo "skip MP4 check: no ffmpeg program"
+fi
+check "same image, same seed: identical latents" bash -c "
+    '$WMGEN' --model synthetic:tiny --image '$SRC/tests/fixtures/start.png' --actions '$SRC/engine/examples/forward.json' \
+        --blocks 3 --quiet --no-frames --out '$TMP/img2' && cmp '$TMP/img/latents.safetensors' '$TMP/img2/latents.safetensors'"
+check "a truncated PNG is refused by name" bash -c "head -c 100 '$SRC/tests/fixtures/start.png' > '$TMP/bad.png';
+    '$WMGEN' --model synthetic:tiny --image '$TMP/bad.png' --out '$TMP/bad' 2>&1 | grep -q 'bad.png'"
 check "missing --out is refused with exit code 2" bash -c "'$WMGEN' --model synthetic:tiny; test \$? -eq 2"
 check "unknown variant is refused with a message" bash -c "'$WMGEN' --model synthetic:tiny --variant nope --out '$TMP/x' 2>&1 | grep -q 'unknown variant'"
 check "missing noise tensor is refused by name" bash -c "'$WMGEN' --model synthetic:tiny --blocks 4 --quiet \
