@@ -189,4 +189,19 @@ int proto_encode(const proto_msg *m, proto_buf *b);
 
 const char *proto_type_name(proto_type t); /* "hello", ... */
 
+/* Added with the codec (PROTOCOL.md "Version negotiation" and "Errors"). */
+#define PROTO_VERSION_MIN 1 /* the oldest version this build still speaks */
+
+/* The version to answer a hello {min, max} with: the highest one both sides speak, or 0 when there
+ * is none (then send a fatal PROTO_ERR_VERSION). */
+uint32_t proto_choose_version(uint32_t client_min, uint32_t client_max);
+
+/* Whether an error with this code is fatal by default (PROTOCOL.md's table); either sign. Errors
+ * answering a hello are always fatal. */
+int proto_error_fatal(int code);
+
+/* The websocket close code sent after a fatal error: 4000 + code, except 1001 (going away) for
+ * PROTO_ERR_SHUTTING_DOWN. Either sign. */
+int proto_close_code(int code);
+
 #endif
