@@ -15,7 +15,11 @@ PACKAGES=(
     libuv1-dev libwebsockets-dev "libmsgpack-c-dev|libmsgpack-dev"
     libturbojpeg0-dev libjpeg62-turbo-dev libpng-dev
     ffmpeg # wmgen writes an MP4 next to its PNG frames when the ffmpeg program is present
+    chromium # the browser end-to-end test (tests/e2e) drives Debian's headless Chromium
 )
+# Node.js for the browser test's playwright-core (needs node >= 20) and the JS codec check: only
+# when no node is on the machine (Debian 12's nodejs is 18; the development machines have 20).
+if ! command -v node >/dev/null; then PACKAGES+=(nodejs npm); fi
 
 if [ "${WM_SKIP_SETUP:-0}" = 1 ]; then
     echo "setup: WM_SKIP_SETUP=1, not checking packages"
