@@ -79,7 +79,9 @@ port=""
 for attempt in 1 2 3; do
   p="$(free_port)"
   echo "starting $server_bin on 127.0.0.1:$p (attempt $attempt)"
-  "$server_bin" --model synthetic:tiny --port "$p" --web "$repo/web" >"$log" 2>&1 &
+  # Two slots, fixed: the reconnect step rejoins while the server may not yet have noticed the cut
+  # connection, and the slot count measured at start-up depends on how loaded the machine is.
+  "$server_bin" --model synthetic:tiny --port "$p" --web "$repo/web" --max-sessions 2 >"$log" 2>&1 &
   server_pid=$!
   if wait_healthy "$p" "$server_pid"; then
     port="$p"
