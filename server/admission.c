@@ -7,7 +7,7 @@
 
 struct srv_admission {
     int nslots, qcap, qlen, active, closed;
-    uint64_t *slot; /* owner id per slot, 0 = free */
+    uint64_t *slot;  /* owner id per slot, 0 = free */
     uint64_t *queue; /* FIFO, [0] = head */
 };
 
@@ -106,8 +106,18 @@ uint64_t srv_admission_slot_owner(const srv_admission *a, int slot) {
     return slot >= 0 && slot < a->nslots ? a->slot[slot] : 0;
 }
 
-int srv_admission_active(const srv_admission *a) { return a->active; }
-int srv_admission_queued(const srv_admission *a) { return a->qlen; }
-int srv_admission_slots(const srv_admission *a) { return a->nslots; }
-int srv_admission_queue_limit(const srv_admission *a) { return a->qcap; }
-void srv_admission_close(srv_admission *a) { a->closed = 1; }
+int srv_admission_active(const srv_admission *a) {
+    return a->active;
+}
+int srv_admission_queued(const srv_admission *a) {
+    return a->qlen;
+}
+int srv_admission_slots(const srv_admission *a) {
+    return a->nslots;
+}
+int srv_admission_queue_limit(const srv_admission *a) {
+    return a->qcap;
+}
+void srv_admission_close(srv_admission *a) {
+    a->closed = 1;
+}

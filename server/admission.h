@@ -1,7 +1,7 @@
 /* Admission control: a fixed number of session slots and a bounded FIFO of players waiting for one.
- * A join gets a slot, a queue position, or "full"; a leave frees its slot or its place in the queue;
- * promote hands free slots to the head of the queue. Pure bookkeeping over player ids (no I/O), used
- * by the loop thread only. */
+ * A join gets a slot, a queue position, or "full"; a leave frees its slot or its place in the
+ * queue; promote hands free slots to the head of the queue. Pure bookkeeping over player ids (no
+ * I/O), used by the loop thread only. */
 #ifndef WM_SERVER_ADMISSION_H
 #define WM_SERVER_ADMISSION_H
 
@@ -19,7 +19,8 @@ typedef enum srv_admit_result {
 srv_admission *srv_admission_create(int slots, int max_queue);
 void srv_admission_destroy(srv_admission *a);
 
-/* id must be nonzero and not already admitted. While `closed` (shutting down) every join is FULL. */
+/* id must be nonzero and not already admitted. While `closed` (shutting down) every join is FULL.
+ */
 srv_admit_result srv_admission_join(srv_admission *a, uint64_t id, int *where);
 /* Removes id from its slot or from the queue. Returns the slot it freed, or -1 (it was queued or
  * unknown). */

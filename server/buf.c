@@ -27,7 +27,9 @@ int srv_buf_append(srv_buf *b, const void *p, size_t n) {
     return 0;
 }
 
-int srv_buf_puts(srv_buf *b, const char *s) { return srv_buf_append(b, s, strlen(s)); }
+int srv_buf_puts(srv_buf *b, const char *s) {
+    return srv_buf_append(b, s, strlen(s));
+}
 
 int srv_buf_printf(srv_buf *b, const char *fmt, ...) {
     if (srv_buf_reserve(b, 64)) return -1;
@@ -51,11 +53,21 @@ int srv_buf_json_string(srv_buf *b, const char *s) {
     for (const unsigned char *p = (const unsigned char *)s; *p; p++) {
         int rc;
         switch (*p) {
-        case '"': rc = srv_buf_append(b, "\\\"", 2); break;
-        case '\\': rc = srv_buf_append(b, "\\\\", 2); break;
-        case '\n': rc = srv_buf_append(b, "\\n", 2); break;
-        case '\r': rc = srv_buf_append(b, "\\r", 2); break;
-        case '\t': rc = srv_buf_append(b, "\\t", 2); break;
+        case '"':
+            rc = srv_buf_append(b, "\\\"", 2);
+            break;
+        case '\\':
+            rc = srv_buf_append(b, "\\\\", 2);
+            break;
+        case '\n':
+            rc = srv_buf_append(b, "\\n", 2);
+            break;
+        case '\r':
+            rc = srv_buf_append(b, "\\r", 2);
+            break;
+        case '\t':
+            rc = srv_buf_append(b, "\\t", 2);
+            break;
         default:
             rc = *p < 0x20 ? srv_buf_printf(b, "\\u%04x", *p) : srv_buf_append(b, p, 1);
         }

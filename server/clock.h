@@ -8,7 +8,7 @@
 #include <time.h>
 
 #define SRV_NS_PER_MS 1000000ull
-#define SRV_NS_PER_S 1000000000ull
+#define SRV_NS_PER_S  1000000000ull
 
 static inline uint64_t srv_now_ns(void) {
     struct timespec ts;
@@ -23,9 +23,15 @@ static inline double srv_wall_ms(void) {
 }
 
 /* The server clock on the wire (frame.sms, pong.sms): monotonic milliseconds, arbitrary origin. */
-static inline double srv_mono_ms(void) { return (double)srv_now_ns() * 1e-6; }
+static inline double srv_mono_ms(void) {
+    return (double)srv_now_ns() * 1e-6;
+}
 
-static inline double srv_ns_to_ms(uint64_t ns) { return (double)ns * 1e-6; }
-static inline double srv_ns_to_s(uint64_t ns) { return (double)ns * 1e-9; }
+static inline double srv_ns_to_ms(uint64_t ns) {
+    return (double)ns * 1e-6;
+}
+static inline double srv_ns_to_s(uint64_t ns) {
+    return (double)ns * 1e-9;
+}
 
 #endif

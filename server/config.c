@@ -22,15 +22,15 @@ typedef enum opt_kind { K_INT, K_U32, K_U64, K_DBL, K_STR, K_LEVEL, K_FORMAT } o
 typedef struct opt_def {
     const char *flag, *env, *arg, *def, *help;
     opt_kind kind;
-    size_t off, size;   /* field offset and (strings) size */
-    double lo, hi;      /* numeric range */
+    size_t off, size; /* field offset and (strings) size */
+    double lo, hi;    /* numeric range */
 } opt_def;
 
 #define F(field) offsetof(srv_config, field), sizeof(((srv_config *)0)->field)
 
 static const opt_def opts[] = {
-    {"port", "WMSERVE_PORT", "N", "8080", "TCP port; 0 picks a free one (see the 'listening' log line)",
-     K_INT, F(port), 0, 65535},
+    {"port", "WMSERVE_PORT", "N", "8080",
+     "TCP port; 0 picks a free one (see the 'listening' log line)", K_INT, F(port), 0, 65535},
     {"bind", "WMSERVE_BIND", "ADDR", "127.0.0.1",
      "address to listen on (0.0.0.0 for every IPv4 interface)", K_STR, F(bind), 0, 0},
     {"model", "WMSERVE_MODEL", "SPEC", "synthetic:tiny",
@@ -40,11 +40,12 @@ static const opt_def opts[] = {
      "universal | gta_drive | templerun (default: the model's)", K_STR, F(variant), 0, 0},
     {"weight-seed", "WMSERVE_WEIGHT_SEED", "N", "0", "seed of synthetic weights", K_U64,
      F(weight_seed), 0, 0},
-    {"fps", "WMSERVE_FPS", "N", "25", "frames per second sent to each player", K_INT, F(fps), 1, 60},
+    {"fps", "WMSERVE_FPS", "N", "25", "frames per second sent to each player", K_INT, F(fps), 1,
+     60},
     {"jpeg-quality", "WMSERVE_JPEG_QUALITY", "N", "85", "JPEG quality of the frames", K_INT,
      F(jpeg_quality), 1, 100},
-    {"jpeg-threads", "WMSERVE_JPEG_THREADS", "N", "0", "JPEG encoder threads (0: half the cores, 1..4)",
-     K_INT, F(jpeg_threads), 0, 64},
+    {"jpeg-threads", "WMSERVE_JPEG_THREADS", "N", "0",
+     "JPEG encoder threads (0: half the cores, 1..4)", K_INT, F(jpeg_threads), 0, 64},
     {"max-sessions", "WMSERVE_MAX_SESSIONS", "N", "0",
      "players served at once (0: as many as a measured warm-up block allows at --fps)", K_INT,
      F(max_sessions), 0, 256},
@@ -52,7 +53,7 @@ static const opt_def opts[] = {
      "players waiting for a slot; beyond that a join gets 'server full'", K_INT, F(max_queue), 0,
      1024},
     {"idle-timeout", "WMSERVE_IDLE_TIMEOUT", "S", "60",
-     "seconds without any message before a connection is closed (0: never)", K_INT,
+     "seconds without any message (outside queue and start) before a close (0: never)", K_INT,
      F(idle_timeout_s), 0, 86400},
     {"token", "WMSERVE_TOKEN", "TOKEN", "",
      "access token that join must carry (prefer the environment: flags show in ps)", K_STR,
@@ -66,13 +67,13 @@ static const opt_def opts[] = {
      "frames buffered per player before stale ones are dropped (>= 12)", K_INT, F(buffer_frames),
      12, 240},
     {"slow-client-timeout", "WMSERVE_SLOW_CLIENT_TIMEOUT", "S", "5",
-     "seconds a player may leave a frame unread before being disconnected", K_DBL,
-     F(slow_client_s), 0.5, 600},
+     "seconds a player may leave a frame unread before being disconnected", K_DBL, F(slow_client_s),
+     0.5, 600},
     {"max-upload-bytes", "WMSERVE_MAX_UPLOAD_BYTES", "N", "4194304",
      "largest start image a player may upload", K_U32, F(max_upload_bytes), 1024, 256u << 20},
     {"max-image-pixels", "WMSERVE_MAX_IMAGE_PIXELS", "N", "8388608",
-     "largest uploaded image in pixels (checked before decoding)", K_U32, F(max_image_pixels),
-     64, 64u << 20},
+     "largest uploaded image in pixels (checked before decoding)", K_U32, F(max_image_pixels), 64,
+     64u << 20},
     {"max-input-hz", "WMSERVE_MAX_INPUT_HZ", "N", "120",
      "input messages per second; more are dropped, over 4x in a second disconnects", K_U32,
      F(max_input_hz), 1, 10000},
@@ -162,7 +163,8 @@ static int set_value(srv_config *c, const opt_def *o, const char *v, const char 
 void srv_config_defaults(srv_config *c) {
     memset(c, 0, sizeof *c);
     char err[128];
-    for (int i = 0; i < NOPTS; i++) set_value(c, &opts[i], opts[i].def, opts[i].flag, err, sizeof err);
+    for (int i = 0; i < NOPTS; i++)
+        set_value(c, &opts[i], opts[i].def, opts[i].flag, err, sizeof err);
 }
 
 void srv_config_usage(FILE *out) {
@@ -178,8 +180,9 @@ void srv_config_usage(FILE *out) {
                 o->def[0] ? o->def : "(none)", o->env);
     }
     fprintf(out, "  %-26s this text\n  %-26s the version\n", "--help", "--version");
-    fprintf(out, "\nSIGINT or SIGTERM: players get a 'shutting_down' error, sockets close, exit 0;\n"
-                 "a second signal exits at once.\n");
+    fprintf(out,
+            "\nSIGINT or SIGTERM: players get a 'shutting_down' error, sockets close, exit 0;\n"
+            "a second signal exits at once.\n");
 }
 
 int srv_config_parse(srv_config *c, int argc, char **argv, srv_getenv_fn getenv_fn, FILE *out,
@@ -193,7 +196,8 @@ int srv_config_parse(srv_config *c, int argc, char **argv, srv_getenv_fn getenv_
         if (set_value(c, &opts[i], v, origin, err, errlen)) return -1;
     }
     struct option lo[NOPTS + 3];
-    for (int i = 0; i < NOPTS; i++) lo[i] = (struct option){opts[i].flag, required_argument, 0, 1000 + i};
+    for (int i = 0; i < NOPTS; i++)
+        lo[i] = (struct option){opts[i].flag, required_argument, 0, 1000 + i};
     lo[NOPTS] = (struct option){"help", no_argument, 0, 'h'};
     lo[NOPTS + 1] = (struct option){"version", no_argument, 0, 'V'};
     lo[NOPTS + 2] = (struct option){0, 0, 0, 0};
@@ -213,8 +217,9 @@ int srv_config_parse(srv_config *c, int argc, char **argv, srv_getenv_fn getenv_
         }
         if (ch == '?' || ch == ':') {
             const char *bad = optind - 1 < argc && optind >= 1 ? argv[optind - 1] : "?";
-            snprintf(err, errlen, ch == ':' ? "%s needs a value (see --help)"
-                                            : "unknown option %s (see --help)", bad);
+            snprintf(err, errlen,
+                     ch == ':' ? "%s needs a value (see --help)" : "unknown option %s (see --help)",
+                     bad);
             return -1;
         }
         const opt_def *o = &opts[ch - 1000];

@@ -11,27 +11,27 @@
 #define SRV_PATH_MAX 4096
 
 typedef struct srv_config {
-    int port;                 /* 0: any free port (logged in the "listening" line) */
+    int port; /* 0: any free port (logged in the "listening" line) */
     char bind[256];
     char model[SRV_PATH_MAX];
-    char variant[64];         /* "": the model's */
-    uint64_t weight_seed;     /* synthetic models */
+    char variant[64];     /* "": the model's */
+    uint64_t weight_seed; /* synthetic models */
     int fps;
     int jpeg_quality;
-    int jpeg_threads;         /* 0: automatic */
-    int max_sessions;         /* 0: from the backend and model */
+    int jpeg_threads; /* 0: automatic */
+    int max_sessions; /* 0: from the backend and model */
     int max_queue;
     int idle_timeout_s;
-    char token[256];          /* "": no token needed */
+    char token[256];               /* "": no token needed */
     char scenes_dir[SRV_PATH_MAX]; /* "": the built-in scene */
     char web_dir[SRV_PATH_MAX];
-    int buffer_frames;        /* per-client frame ring */
-    double slow_client_s;     /* hard limit for a client not reading */
+    int buffer_frames;    /* per-client frame ring */
+    double slow_client_s; /* hard limit for a client not reading */
     uint32_t max_upload_bytes;
     uint32_t max_image_pixels;
     uint32_t max_input_hz;
-    int log_level;            /* srv_log_level */
-    int log_format;           /* srv_log_format */
+    int log_level;  /* srv_log_level */
+    int log_format; /* srv_log_format */
 } srv_config;
 
 void srv_config_defaults(srv_config *c);

@@ -153,7 +153,8 @@ void conn_error_as(srv_conn *c, int code, int fatal, const char *fmt, ...) {
 
 /* lws 4.1 on a foreign libuv loop re-arms its timer for wsi timeouts only when it services one of
  * its own events: a timeout set from one of our callbacks could wait for unrelated traffic (or
- * forever, on a connection that stalls). lws_cancel_service wakes its event pipe, which re-arms it. */
+ * forever, on a connection that stalls). lws_cancel_service wakes its event pipe, which re-arms it.
+ */
 static void set_timeout(srv_conn *c, int secs) {
     lws_set_timeout(c->wsi, PENDING_TIMEOUT_USER_OK, secs);
     lws_cancel_service(c->srv->ctx);

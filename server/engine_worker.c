@@ -21,11 +21,15 @@
 
 typedef enum cmd_type { CMD_START, CMD_RESET, CMD_STOP } cmd_type;
 
+/* A new session waits at most this long for the players already on the engine to be topped up. */
+#define MAX_START_DEFER_NS (1000 * SRV_NS_PER_MS)
+
 typedef struct cmd {
     cmd_type type;
+    uint64_t queued_ns;
     srv_session_start start; /* CMD_START */
     uint64_t session;
-    uint32_t generation;     /* CMD_RESET */
+    uint32_t generation; /* CMD_RESET */
 } cmd;
 
 typedef struct wsess {
@@ -34,8 +38,8 @@ typedef struct wsess {
     srv_link *link;
     eng_session *es;
     uint32_t generation;
-    uint64_t produced;    /* frames generated since the last reset (scheduler accounting) */
-    uint64_t frame_no;    /* session frame counter, never reset */
+    uint64_t produced; /* frames generated since the last reset (scheduler accounting) */
+    uint64_t frame_no; /* session frame counter, never reset */
     uint64_t last_done_ns;
 } wsess;
 
@@ -67,7 +71,7 @@ struct srv_worker {
 
     srv_jpeg_pool *jpeg;
     _Atomic uint64_t last_jpeg_ns;
-    uint64_t est_engine_ns;
+    uint64_t est_engine_ns, est_create_ns; /* decaying maxima: a block, a session start */
     uint64_t period_ns;
     int ring_frames;
 
@@ -83,7 +87,8 @@ struct srv_worker {
     void *closed_user;
 };
 
-/* Events ----------------------------------------------------------------------------------------- */
+/* Events -----------------------------------------------------------------------------------------
+ */
 
 /* Session events wait when the queue's session share is full; block events never wait (there are at
  * most nblocks of them and the queue reserves room for all). */
@@ -139,7 +144,8 @@ static void on_jpeg_done(void *user, srv_block *b) {
     post_event(w, &e);
 }
 
-/* Sessions --------------------------------------------------------------------------------------- */
+/* Sessions ---------------------------------------------------------------------------------------
+ */
 
 static wsess *find_session(srv_worker *w, uint64_t id) {
     for (int i = 0; i < w->nsess; i++)
@@ -233,7 +239,8 @@ static void do_reset(srv_worker *w, uint64_t id, uint32_t generation) {
     pthread_mutex_unlock(&w->mu);
 }
 
-/* Blocks ----------------------------------------------------------------------------------------- */
+/* Blocks -----------------------------------------------------------------------------------------
+ */
 
 static void fail_session(srv_worker *w, wsess *s, const char *err) {
     /* mu held. The loop answers with ENGINE error + close, then CMD_STOP frees the slot. */
@@ -310,7 +317,8 @@ static void run_block(srv_worker *w, wsess *s, srv_block *b, uint64_t t_due) {
     pthread_mutex_lock(&w->mu);
 }
 
-/* The thread ------------------------------------------------------------------------------------- */
+/* The thread -------------------------------------------------------------------------------------
+ */
 
 static void wait_until(srv_worker *w, uint64_t wake_ns) {
     if (wake_ns == UINT64_MAX) {
@@ -321,45 +329,86 @@ static void wait_until(srv_worker *w, uint64_t wake_ns) {
     pthread_cond_timedwait(&w->cv, &w->mu, &ts);
 }
 
+/* Fills the scheduler's snapshot (mu held); returns the number of playing sessions. */
+static int snapshot(srv_worker *w, srv_sched_entry *ents) {
+    int nready = 0;
+    for (int i = 0; i < w->nsess; i++) {
+        wsess *s = &w->sess[i];
+        srv_sched_entry *e = &ents[i];
+        memset(e, 0, sizeof *e);
+        if (!s->used || !s->ready) continue;
+        nready++;
+        e->ready = 1;
+        e->produced = s->produced;
+        srv_link_playback(s->link, &e->consumed, &e->next_due_ns);
+        e->period_ns = w->period_ns;
+        e->block_frames = eng_session_block_video_frames(s->es);
+        e->capacity = w->ring_frames;
+    }
+    return nready;
+}
+
+/* Takes a free block and runs `pick`'s block in it (mu held on entry and on return). */
+static void run_pick(srv_worker *w, srv_sched_entry *ents, int pick, uint64_t now, uint64_t lead) {
+    srv_block *b = w->free_blocks;
+    w->free_blocks = b->next;
+    w->nfree--;
+    b->next = NULL;
+    wsess *s = &w->sess[pick];
+    uint64_t eligible = srv_sched_eligible_at(&ents[pick], now, lead);
+    uint64_t t_due = eligible > s->last_done_ns ? eligible : s->last_done_ns;
+    if (t_due > now) t_due = now;
+    run_block(w, s, b, t_due);
+}
+
 static void *worker_main(void *arg) {
     srv_worker *w = arg;
     srv_sched_entry *ents = calloc((size_t)w->nsess, sizeof *ents);
     pthread_mutex_lock(&w->mu);
     while (!w->stop && ents) {
-        if (w->cmd_count) {
-            cmd c = w->cmds[w->cmd_head];
-            w->cmd_head = (w->cmd_head + 1) % w->cmd_cap;
-            w->cmd_count--;
-            pthread_mutex_unlock(&w->mu);
-            switch (c.type) {
-            case CMD_START: do_start(w, &c.start); break;
-            case CMD_RESET: do_reset(w, c.session, c.generation); break;
-            case CMD_STOP: do_stop(w, c.session); break;
-            }
-            pthread_mutex_lock(&w->mu);
-            continue;
-        }
         uint64_t now = srv_now_ns();
-        int nready = 0;
-        for (int i = 0; i < w->nsess; i++) {
-            wsess *s = &w->sess[i];
-            srv_sched_entry *e = &ents[i];
-            memset(e, 0, sizeof *e);
-            if (!s->used || !s->ready) continue;
-            nready++;
-            e->ready = 1;
-            e->produced = s->produced;
-            srv_link_playback(s->link, &e->consumed, &e->next_due_ns);
-            e->period_ns = w->period_ns;
-            e->block_frames = eng_session_block_video_frames(s->es);
-            e->capacity = w->ring_frames;
-        }
+        int nready = snapshot(w, ents);
         /* Lead: a block's time through the engine and the JPEG pool, once per competing session,
          * plus one frame period of margin for the loop and the network. */
         uint64_t per_block = w->est_engine_ns + atomic_load(&w->last_jpeg_ns);
         if (!per_block) per_block = 30 * SRV_NS_PER_MS;
         uint64_t lead = per_block * (uint64_t)(nready ? nready : 1) + w->period_ns;
         uint64_t wake;
+        if (w->cmd_count) {
+            cmd c = w->cmds[w->cmd_head];
+            /* Starting a session (VAE encoder and CLIP on the start image) holds the engine for
+             * a while: first top up the players whose frames would run out before it is done,
+             * as far as their rings allow, then start it. */
+            if (c.type == CMD_START && nready && w->free_blocks &&
+                now - c.queued_ns < MAX_START_DEFER_NS) {
+                uint64_t create = w->est_create_ns ? w->est_create_ns : 4 * per_block;
+                int pick = srv_sched_pick(ents, w->nsess, now, lead + create, &wake);
+                if (pick >= 0) {
+                    run_pick(w, ents, pick, now, lead + create);
+                    continue;
+                }
+            }
+            w->cmd_head = (w->cmd_head + 1) % w->cmd_cap;
+            w->cmd_count--;
+            pthread_mutex_unlock(&w->mu);
+            switch (c.type) {
+            case CMD_START: {
+                uint64_t t0 = srv_now_ns();
+                do_start(w, &c.start);
+                uint64_t dt = srv_now_ns() - t0, decayed = w->est_create_ns - w->est_create_ns / 8;
+                w->est_create_ns = dt > decayed ? dt : decayed;
+                break;
+            }
+            case CMD_RESET:
+                do_reset(w, c.session, c.generation);
+                break;
+            case CMD_STOP:
+                do_stop(w, c.session);
+                break;
+            }
+            pthread_mutex_lock(&w->mu);
+            continue;
+        }
         int pick = srv_sched_pick(ents, w->nsess, now, lead, &wake);
         if (pick < 0) {
             wait_until(w, wake);
@@ -369,15 +418,7 @@ static void *worker_main(void *arg) {
             wait_until(w, UINT64_MAX);
             continue;
         }
-        srv_block *b = w->free_blocks;
-        w->free_blocks = b->next;
-        w->nfree--;
-        b->next = NULL;
-        wsess *s = &w->sess[pick];
-        uint64_t eligible = srv_sched_eligible_at(&ents[pick], now, lead);
-        uint64_t t_due = eligible > s->last_done_ns ? eligible : s->last_done_ns;
-        if (t_due > now) t_due = now;
-        run_block(w, s, b, t_due);
+        run_pick(w, ents, pick, now, lead);
     }
     /* Shutdown: the engine sessions and the model go down on the thread that owns them. */
     for (int i = 0; i < w->nsess; i++) {
@@ -404,7 +445,8 @@ static void *worker_main(void *arg) {
     return NULL;
 }
 
-/* API ------------------------------------------------------------------------------------------- */
+/* API -------------------------------------------------------------------------------------------
+ */
 
 static void free_worker(srv_worker *w) {
     if (w->blocks)
@@ -520,7 +562,9 @@ static int push_cmd(srv_worker *w, const cmd *c) {
     pthread_mutex_lock(&w->mu);
     int ok = !w->stop && w->cmd_count < w->cmd_cap;
     if (ok) {
-        w->cmds[(w->cmd_head + w->cmd_count) % w->cmd_cap] = *c;
+        cmd *slot = &w->cmds[(w->cmd_head + w->cmd_count) % w->cmd_cap];
+        *slot = *c;
+        slot->queued_ns = srv_now_ns();
         w->cmd_count++;
         pthread_cond_signal(&w->cv);
     }

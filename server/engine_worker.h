@@ -5,9 +5,10 @@
  * Finished blocks and session events come back to the loop thread through a bounded queue and one
  * uv_async_t (uv_async_send coalesces, so a burst of results costs one wake-up).
  *
- * Bounds: a fixed pool of blocks (max_sessions + 2, at least 3) limits the work in flight; when every
- * block is out (JPEG or loop behind), the worker waits for one to come back. The command queue holds
- * 4 commands per slot plus slack; the event queue holds every block plus as many session events. */
+ * Bounds: a fixed pool of blocks (max_sessions + 2, at least 3) limits the work in flight; when
+ * every block is out (JPEG or loop behind), the worker waits for one to come back. The command
+ * queue holds 4 commands per slot plus slack; the event queue holds every block plus as many
+ * session events. */
 #ifndef WM_SERVER_ENGINE_WORKER_H
 #define WM_SERVER_ENGINE_WORKER_H
 
@@ -41,7 +42,7 @@ typedef void (*srv_worker_event_fn)(void *user, srv_worker_event *ev);
 typedef struct srv_worker_options {
     eng_model *model; /* taken over: the worker closes it */
     int max_sessions;
-    int ring_frames;  /* capacity of each client's frame ring (the scheduler never overfills it) */
+    int ring_frames; /* capacity of each client's frame ring (the scheduler never overfills it) */
     int fps;
     int jpeg_threads;
     int jpeg_quality;
@@ -57,11 +58,11 @@ int srv_worker_create(const srv_worker_options *o, srv_worker **out, char *err, 
 
 typedef struct srv_session_start {
     uint64_t session;
-    srv_link *link;           /* the worker takes its own reference */
+    srv_link *link; /* the worker takes its own reference */
     uint64_t seed;
-    const float *image;       /* [3][h][w] in [-1, 1] at the model's video size, kept alive by the
-                                 caller for the worker's lifetime (scenes); or NULL */
-    float *image_owned;       /* the same but handed over (uploads): the worker frees it */
+    const float *image; /* [3][h][w] in [-1, 1] at the model's video size, kept alive by the
+                           caller for the worker's lifetime (scenes); or NULL */
+    float *image_owned; /* the same but handed over (uploads): the worker frees it */
 } srv_session_start;
 
 /* Loop thread. Each returns 0, or -1 when the worker is stopping or its command queue is full

@@ -30,7 +30,9 @@ void srv_input_take(srv_input_state *s, srv_input_sample *out) {
     s->mouse_dx = 0;
 }
 
-static float clampf(float v, float lim) { return v > lim ? lim : v < -lim ? -lim : v; }
+static float clampf(float v, float lim) {
+    return v > lim ? lim : v < -lim ? -lim : v;
+}
 
 void srv_actions_fill(const eng_config *cfg, const srv_input_sample *s, int n,
                       eng_action_frame *out) {

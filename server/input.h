@@ -1,7 +1,8 @@
 /* Player input between messages and blocks: the accumulated state of one session's input messages
  * (held keys, mouse motion summed since the last block, the newest sequence number and its client
  * time), turning a sample of it into the engine's per-frame actions, and the per-connection message
- * rate limiter. Pure functions; the locking that lets the engine thread take samples is in link.h. */
+ * rate limiter. Pure functions; the locking that lets the engine thread take samples is in link.h.
+ */
 #ifndef WM_SERVER_INPUT_H
 #define WM_SERVER_INPUT_H
 
@@ -15,12 +16,12 @@
 #define SRV_MOUSE_MAX 0.5f
 
 typedef struct srv_input_state {
-    uint32_t keys;         /* held keys: bit i = joined.keys[i] */
+    uint32_t keys;            /* held keys: bit i = joined.keys[i] */
     float mouse_dy, mouse_dx; /* summed since the last sample */
-    uint32_t seq;          /* newest input message's seq (0: none yet) */
-    double client_ms;      /* its client_ms */
-    uint64_t recv_ns;      /* when it arrived (server monotonic clock) */
-    uint64_t messages;     /* input messages applied */
+    uint32_t seq;             /* newest input message's seq (0: none yet) */
+    double client_ms;         /* its client_ms */
+    uint64_t recv_ns;         /* when it arrived (server monotonic clock) */
+    uint64_t messages;        /* input messages applied */
 } srv_input_state;
 
 typedef struct srv_input_sample {

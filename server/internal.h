@@ -46,7 +46,7 @@ typedef struct srv_conn {
     srv_server *srv;
     struct lws *wsi; /* NULL once lws has closed the connection */
     struct srv_conn *prev, *next;
-    uint64_t id;     /* connection number (logs) */
+    uint64_t id; /* connection number (logs) */
     char peer[64];
     conn_state state;
     uint64_t opened_ns, last_activity_ns;
@@ -54,17 +54,17 @@ typedef struct srv_conn {
     /* receive: one message reassembled from its fragments, bounded */
     uint8_t *rx;
     size_t rx_len, rx_cap;
-    int rx_skip;     /* the rest of an oversize or text message is being ignored */
+    int rx_skip; /* the rest of an oversize or text message is being ignored */
     srv_rate rate;
     uint64_t rate_error_ns;
 
     /* send */
     proto_buf ctl[SRV_CTL_MAX];
     int ctl_head, ctl_count;
-    proto_buf enc;    /* frame encoding (reused) */
-    uint8_t *tx;      /* LWS_PRE + message (reused) */
+    proto_buf enc; /* frame encoding (reused) */
+    uint8_t *tx;   /* LWS_PRE + message (reused) */
     size_t tx_cap;
-    int closing;      /* after the queued control messages: close with close_code */
+    int closing; /* after the queued control messages: close with close_code */
     uint64_t closing_ns;
     int close_code;
     char close_reason[96];
@@ -83,8 +83,9 @@ typedef struct srv_conn {
     uv_timer_t timer; /* pacing tick */
     int timer_init, timer_closed;
     uint64_t joined_ns;
-    uint32_t last_input_seq; /* newest input seq received (continues across resets) */
-    uint32_t last_seen_seq;  /* newest input seq seen in a sent frame (latency metric) */
+    uint32_t last_input_seq;   /* newest input seq received (continues across resets) */
+    uint32_t last_seen_seq;    /* newest input seq seen in a sent frame (latency metric) */
+    uint64_t block_gap_ns;     /* decaying max of due -> frames here for its blocks (prebuffer) */
     uint64_t frames_sent_mark; /* for stats fps */
     uint64_t stats_mark_ns;
     /* queue updates: at most one a second (PROTOCOL.md "Queue") */
@@ -97,9 +98,9 @@ struct srv_server {
     uv_loop_t *loop;
     struct lws_context *ctx;
     struct lws_vhost *vhost;
-    int port; /* actual listening port */
+    int port;                     /* actual listening port */
     uint32_t max_upload, max_msg; /* announced in welcome and enforced */
-    char web_root[4096]; /* realpath of --web, "" when missing */
+    char web_root[4096];          /* realpath of --web, "" when missing */
 
     eng_model *model; /* until handed to the worker */
     eng_config mcfg;  /* copy of the model's config */
@@ -115,8 +116,8 @@ struct srv_server {
     srv_conn *conns; /* all websocket connections */
     int nconns, max_conns;
     uint64_t next_conn_id, next_session_id;
-    int uploads_in_flight; /* start images being decoded on the libuv threadpool */
-    srv_conn **slot_conn; /* [max_sessions]: the connection holding each slot */
+    int uploads_in_flight;             /* start images being decoded on the libuv threadpool */
+    srv_conn **slot_conn;              /* [max_sessions]: the connection holding each slot */
     float block_ms[SRV_BLOCK_SAMPLES]; /* recent blk_ms, for stats p50/p99 */
     int block_ms_n, block_ms_i;
 

@@ -124,14 +124,14 @@ static void *jpeg_thread(void *arg) {
         char err[256];
         const size_t fsz = (size_t)b->width * (size_t)b->height * 3;
         uint64_t t0 = srv_now_ns();
-        int rc = srv_jpeg_encode(enc, b->rgb + (size_t)i * fsz, b->width, b->height,
-                                 &b->frames[i], err, sizeof err);
+        int rc = srv_jpeg_encode(enc, b->rgb + (size_t)i * fsz, b->width, b->height, &b->frames[i],
+                                 err, sizeof err);
         b->frames[i].timings.jpeg_ms = (float)srv_ns_to_ms(srv_now_ns() - t0);
         if (rc) {
             b->frames[i].len = 0;
             atomic_store(&b->jpeg_failed, 1);
-            SRV_LOG(SRV_LOG_ERROR, "jpeg_failed", SRV_KU("session", b->session),
-                    SRV_KI("frame", i), SRV_KS("error", err));
+            SRV_LOG(SRV_LOG_ERROR, "jpeg_failed", SRV_KU("session", b->session), SRV_KI("frame", i),
+                    SRV_KS("error", err));
         }
         if (atomic_fetch_sub(&b->jpeg_left, 1) == 1) {
             b->t_jpeg_done = srv_now_ns();

@@ -1,8 +1,8 @@
 /* JPEG encoding off the loop: libjpeg-turbo's TurboJPEG API on a small dedicated pool of threads,
- * one tjhandle and one worst-case output buffer per thread, so encoding allocates nothing once warm.
- * The engine worker submits whole blocks; the pool's threads take their frames one at a time (a
- * block's frames encode in parallel), and the thread that finishes a block's last frame calls `done`
- * (on that pool thread). */
+ * one tjhandle and one worst-case output buffer per thread, so encoding allocates nothing once
+ * warm. The engine worker submits whole blocks; the pool's threads take their frames one at a time
+ * (a block's frames encode in parallel), and the thread that finishes a block's last frame calls
+ * `done` (on that pool thread). */
 #ifndef WM_SERVER_JPEG_H
 #define WM_SERVER_JPEG_H
 

@@ -23,7 +23,9 @@ srv_link *srv_link_create(uint64_t session_id) {
     return l;
 }
 
-void srv_link_ref(srv_link *l) { atomic_fetch_add(&l->refs, 1); }
+void srv_link_ref(srv_link *l) {
+    atomic_fetch_add(&l->refs, 1);
+}
 
 void srv_link_unref(srv_link *l) {
     if (!l || atomic_fetch_sub(&l->refs, 1) != 1) return;
@@ -31,7 +33,9 @@ void srv_link_unref(srv_link *l) {
     free(l);
 }
 
-uint64_t srv_link_session(const srv_link *l) { return l->session; }
+uint64_t srv_link_session(const srv_link *l) {
+    return l->session;
+}
 
 void srv_link_input_apply(srv_link *l, const proto_input *in, uint64_t now_ns) {
     pthread_mutex_lock(&l->mu);

@@ -1,8 +1,8 @@
 /* The link between one session's loop side and its engine-worker side: the input state the loop
- * fills from input messages and the worker samples just before each block, and the playback position
- * (frames consumed by pacing, next pacing tick) from which the worker computes the session's deadline.
- * Reference-counted: the loop and the worker each hold a reference, so whichever lets go last frees
- * it. All accessors are thread-safe. */
+ * fills from input messages and the worker samples just before each block, and the playback
+ * position (frames consumed by pacing, next pacing tick) from which the worker computes the
+ * session's deadline. Reference-counted: the loop and the worker each hold a reference, so
+ * whichever lets go last frees it. All accessors are thread-safe. */
 #ifndef WM_SERVER_LINK_H
 #define WM_SERVER_LINK_H
 

@@ -42,7 +42,9 @@ void srv_log_setup(srv_log_level level, srv_log_format format, FILE *out) {
     g_log.out = out;
 }
 
-int srv_log_enabled(srv_log_level level) { return level <= g_log.level; }
+int srv_log_enabled(srv_log_level level) {
+    return level <= g_log.level;
+}
 
 /* Text values are bare when they are "word-like", else quoted with JSON escapes. */
 static int needs_quotes(const char *s) {
@@ -59,12 +61,15 @@ static int append_value(srv_buf *b, srv_log_format f, const srv_kv *kv) {
         if (f == SRV_LOG_TEXT && !needs_quotes(s)) return srv_buf_puts(b, s);
         return srv_buf_json_string(b, s);
     }
-    case SRV_KV_INT: return srv_buf_printf(b, "%lld", kv->v.i);
-    case SRV_KV_UINT: return srv_buf_printf(b, "%llu", kv->v.u);
+    case SRV_KV_INT:
+        return srv_buf_printf(b, "%lld", kv->v.i);
+    case SRV_KV_UINT:
+        return srv_buf_printf(b, "%llu", kv->v.u);
     case SRV_KV_DBL:
         if (!isfinite(kv->v.d)) return srv_buf_puts(b, f == SRV_LOG_JSON ? "null" : "nan");
         return srv_buf_printf(b, "%.6g", kv->v.d);
-    case SRV_KV_BOOL: return srv_buf_puts(b, kv->v.i ? "true" : "false");
+    case SRV_KV_BOOL:
+        return srv_buf_puts(b, kv->v.i ? "true" : "false");
     }
     return -1;
 }
@@ -78,8 +83,8 @@ int srv_log_format_line(srv_buf *b, srv_log_format format, double wall_ms, srv_l
     struct tm tm;
     gmtime_r(&secs, &tm);
     char ts[40];
-    snprintf(ts, sizeof ts, "%04d-%02d-%02dT%02d:%02d:%02d.%03dZ", tm.tm_year + 1900,
-             tm.tm_mon + 1, tm.tm_mday, tm.tm_hour, tm.tm_min, tm.tm_sec, ms);
+    snprintf(ts, sizeof ts, "%04d-%02d-%02dT%02d:%02d:%02d.%03dZ", tm.tm_year + 1900, tm.tm_mon + 1,
+             tm.tm_mday, tm.tm_hour, tm.tm_min, tm.tm_sec, ms);
     int rc = 0;
     if (format == SRV_LOG_JSON) {
         rc |= srv_buf_printf(b, "{\"ts\":\"%s\",\"level\":\"%s\",\"event\":", ts,

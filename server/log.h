@@ -26,7 +26,13 @@ typedef enum srv_log_level {
 
 typedef enum srv_log_format { SRV_LOG_TEXT = 0, SRV_LOG_JSON = 1 } srv_log_format;
 
-typedef enum srv_kv_type { SRV_KV_STR, SRV_KV_INT, SRV_KV_UINT, SRV_KV_DBL, SRV_KV_BOOL } srv_kv_type;
+typedef enum srv_kv_type {
+    SRV_KV_STR,
+    SRV_KV_INT,
+    SRV_KV_UINT,
+    SRV_KV_DBL,
+    SRV_KV_BOOL
+} srv_kv_type;
 
 typedef struct srv_kv {
     const char *key;

@@ -8,7 +8,9 @@
 #include "server/log.h"
 #include "server/server.h"
 
-static const char *env(const char *name) { return getenv(name); }
+static const char *env(const char *name) {
+    return getenv(name);
+}
 
 int main(int argc, char **argv) {
     /* Idle OpenMP threads must sleep, not spin against OpenBLAS, the JPEG pool and the loop; and

@@ -9,7 +9,7 @@
 
 #include "proto/proto.h"
 
-#define MAX_BUCKETS 16
+#define MAX_BUCKETS  16
 #define MAX_ERR_CODE 63
 
 typedef struct histogram {
@@ -47,8 +47,7 @@ static const struct {
                          "Pacing ticks of playing sessions that found no frame ready."},
     [SRV_C_BYTES_SENT] = {"wmserve_bytes_sent_total", "Websocket payload bytes sent."},
     [SRV_C_BYTES_RECEIVED] = {"wmserve_bytes_received_total", "Websocket payload bytes received."},
-    [SRV_C_MESSAGES_RECEIVED] = {"wmserve_messages_received_total",
-                                 "Websocket messages received."},
+    [SRV_C_MESSAGES_RECEIVED] = {"wmserve_messages_received_total", "Websocket messages received."},
 };
 
 srv_metrics *srv_metrics_create(void) {
@@ -63,7 +62,9 @@ srv_metrics *srv_metrics_create(void) {
     return m;
 }
 
-void srv_metrics_destroy(srv_metrics *m) { free(m); }
+void srv_metrics_destroy(srv_metrics *m) {
+    free(m);
+}
 
 void srv_metrics_add(srv_metrics *m, srv_counter c, uint64_t n) {
     if ((unsigned)c < SRV_C_COUNT) m->counters[c] += n;
@@ -95,7 +96,9 @@ uint64_t srv_metrics_hist_count(const srv_metrics *m, srv_hist h) {
     return (unsigned)h < SRV_H_COUNT ? m->hist[h].count : 0;
 }
 
-void srv_metrics_set_gauges(srv_metrics *m, const srv_gauges *g) { m->gauges = *g; }
+void srv_metrics_set_gauges(srv_metrics *m, const srv_gauges *g) {
+    m->gauges = *g;
+}
 
 static int render_hist(srv_buf *o, const char *name, const char *label, const histogram *h) {
     /* label: "" or `stage="dit",` (with the trailing comma) */
@@ -107,8 +110,8 @@ static int render_hist(srv_buf *o, const char *name, const char *label, const hi
                              (unsigned long long)cum);
     }
     cum += h->counts[h->n];
-    rc |= srv_buf_printf(o, "%s_bucket{%sle=\"+Inf\"} %llu\n", name, label,
-                         (unsigned long long)cum);
+    rc |=
+        srv_buf_printf(o, "%s_bucket{%sle=\"+Inf\"} %llu\n", name, label, (unsigned long long)cum);
     /* Labels without the trailing comma for _sum and _count. */
     char lab[64] = "";
     size_t ll = strlen(label);
@@ -129,7 +132,8 @@ static int gauge(srv_buf *o, const char *name, const char *help, long long v) {
 int srv_metrics_render(const srv_metrics *m, srv_buf *o) {
     int rc = 0;
     const srv_gauges *g = &m->gauges;
-    rc |= gauge(o, "wmserve_sessions_active", "Sessions holding an engine slot.", g->sessions_active);
+    rc |=
+        gauge(o, "wmserve_sessions_active", "Sessions holding an engine slot.", g->sessions_active);
     rc |= gauge(o, "wmserve_sessions_queued", "Players waiting for a slot.", g->sessions_queued);
     rc |= gauge(o, "wmserve_session_slots", "Engine session slots (--max-sessions).",
                 g->session_slots);
@@ -155,9 +159,10 @@ int srv_metrics_render(const srv_metrics *m, srv_buf *o) {
     rc |= srv_buf_puts(o, "# HELP wmserve_block_seconds A block's actions taken to its frames in "
                           "host memory (frame.blk_ms).\n# TYPE wmserve_block_seconds histogram\n");
     rc |= render_hist(o, "wmserve_block_seconds", "", &m->hist[SRV_H_BLOCK]);
-    rc |= srv_buf_puts(o, "# HELP wmserve_block_ready_seconds A block's actions taken to its encoded "
-                          "frames reaching the pacing buffers.\n"
-                          "# TYPE wmserve_block_ready_seconds histogram\n");
+    rc |=
+        srv_buf_puts(o, "# HELP wmserve_block_ready_seconds A block's actions taken to its encoded "
+                        "frames reaching the pacing buffers.\n"
+                        "# TYPE wmserve_block_ready_seconds histogram\n");
     rc |= render_hist(o, "wmserve_block_ready_seconds", "", &m->hist[SRV_H_DELIVER]);
     rc |= srv_buf_puts(o, "# HELP wmserve_stage_seconds Time per block in each stage: queue "
                           "(due to started: waiting for the engine), dit, vae, jpeg (all frames).\n"

@@ -14,24 +14,24 @@ typedef enum srv_counter {
     SRV_C_HTTP_REQUESTS,    /* HTTP requests answered (static, /metrics, /healthz) */
     SRV_C_SESSIONS_STARTED, /* sessions that got an engine session */
     SRV_C_SESSIONS_ENDED,
-    SRV_C_BLOCKS,           /* blocks generated and delivered to the loop */
+    SRV_C_BLOCKS, /* blocks generated and delivered to the loop */
     SRV_C_FRAMES_SENT,
-    SRV_C_FRAMES_DROPPED,   /* stale frames dropped for slow clients (ring full or outbox replaced) */
-    SRV_C_UNDERRUNS,        /* pacing ticks that found no frame (the engine fell behind) */
-    SRV_C_BYTES_SENT,       /* websocket payload bytes, all messages */
+    SRV_C_FRAMES_DROPPED, /* stale frames dropped for slow clients (ring full or outbox replaced) */
+    SRV_C_UNDERRUNS,      /* pacing ticks that found no frame (the engine fell behind) */
+    SRV_C_BYTES_SENT,     /* websocket payload bytes, all messages */
     SRV_C_BYTES_RECEIVED,
     SRV_C_MESSAGES_RECEIVED,
     SRV_C_COUNT
 } srv_counter;
 
 typedef enum srv_hist {
-    SRV_H_BLOCK,           /* a block's actions taken to its frames in host memory (blk_ms) */
-    SRV_H_STAGE_QUEUE,     /* a session needing a block to its block starting */
-    SRV_H_STAGE_DIT,       /* eng_session_run_block */
-    SRV_H_STAGE_VAE,       /* eng_session_decode */
-    SRV_H_STAGE_JPEG,      /* block handed to the JPEG pool to all its frames encoded */
-    SRV_H_INPUT_TO_FRAME,  /* an input's arrival to the first frame reflecting it being sent */
-    SRV_H_DELIVER,         /* a block's actions taken to its encoded frames reaching the loop */
+    SRV_H_BLOCK,          /* a block's actions taken to its frames in host memory (blk_ms) */
+    SRV_H_STAGE_QUEUE,    /* a session needing a block to its block starting */
+    SRV_H_STAGE_DIT,      /* eng_session_run_block */
+    SRV_H_STAGE_VAE,      /* eng_session_decode */
+    SRV_H_STAGE_JPEG,     /* block handed to the JPEG pool to all its frames encoded */
+    SRV_H_INPUT_TO_FRAME, /* an input's arrival to the first frame reflecting it being sent */
+    SRV_H_DELIVER,        /* a block's actions taken to its encoded frames reaching the loop */
     SRV_H_COUNT
 } srv_hist;
 

@@ -36,6 +36,7 @@ int srv_pacer_init(srv_pacer *p, int capacity, int fps) {
     if (!p->ring) return -1;
     p->cap = capacity;
     p->period_ns = 1000000000ull / (uint64_t)fps;
+    p->prebuffer = 1;
     return 0;
 }
 
@@ -59,8 +60,12 @@ int srv_pacer_push(srv_pacer *p, srv_frame *f, uint64_t now_ns) {
     srv_frame_swap(&p->ring[tail], f);
     p->count++;
     p->started = 1;
-    if (!p->next_due_ns) p->next_due_ns = now_ns ? now_ns : 1;
+    if (!p->next_due_ns && p->count >= p->prebuffer) p->next_due_ns = now_ns ? now_ns : 1;
     return dropped;
+}
+
+void srv_pacer_set_prebuffer(srv_pacer *p, int frames) {
+    p->prebuffer = frames < 1 ? 1 : frames > p->cap ? p->cap : frames;
 }
 
 int srv_pacer_tick(srv_pacer *p, uint64_t now_ns) {
@@ -88,7 +93,9 @@ int srv_pacer_tick(srv_pacer *p, uint64_t now_ns) {
     return r;
 }
 
-srv_frame *srv_pacer_outbox(srv_pacer *p) { return p->outbox_full ? &p->outbox : NULL; }
+srv_frame *srv_pacer_outbox(srv_pacer *p) {
+    return p->outbox_full ? &p->outbox : NULL;
+}
 
 void srv_pacer_sent(srv_pacer *p) {
     if (!p->outbox_full) return;
@@ -118,4 +125,6 @@ void srv_pacer_discarded(srv_pacer *p, int n) {
     if (n > 0) p->consumed += (uint64_t)n;
 }
 
-int srv_pacer_buffered(const srv_pacer *p) { return p->count; }
+int srv_pacer_buffered(const srv_pacer *p) {
+    return p->count;
+}

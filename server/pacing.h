@@ -1,8 +1,8 @@
 /* Frame pacing and the slow-client policy for one session, as pure state (times are passed in; the
  * uv_timer that drives it lives with the connection).
  *
- * Encoded frames wait in a bounded ring. Every 1/fps a tick moves the oldest one into the outbox, the
- * single frame handed to the socket next. The policy for a client that reads too slowly:
+ * Encoded frames wait in a bounded ring. Every 1/fps a tick moves the oldest one into the outbox,
+ * the single frame handed to the socket next. The policy for a client that reads too slowly:
  *   - a tick that finds the outbox still unsent drops that frame as stale and puts the newer one
  *     there (the client sees the freshest frame it can take, never a backlog);
  *   - a block arriving at a full ring drops the oldest frames;
@@ -45,14 +45,16 @@ typedef struct srv_pacer {
     uint64_t consumed;        /* frames that left the pipeline: moved to the outbox, dropped at a
                                  full ring, flushed or discarded */
     uint64_t sent, dropped, underruns;
-    int started;              /* a frame has been pushed at least once */
+    int started;   /* a frame has been pushed at least once */
+    int prebuffer; /* frames that must wait before a stopped pacer starts */
 } srv_pacer;
 
 int srv_pacer_init(srv_pacer *p, int capacity, int fps);
 void srv_pacer_free(srv_pacer *p);
 
 /* Appends f (its contents are swapped into the ring; f receives a spare buffer). When the ring is
- * full the oldest frame is dropped first. A stopped pacer becomes due now. Returns frames dropped. */
+ * full the oldest frame is dropped first. A stopped pacer becomes due now once `prebuffer` frames
+ * wait. Returns frames dropped. */
 int srv_pacer_push(srv_pacer *p, srv_frame *f, uint64_t now_ns);
 
 enum {
@@ -64,6 +66,11 @@ enum {
 /* The tick due at next_due_ns (call at or after it). Schedules the next tick: next_due + period,
  * re-anchored at now + period when the tick came more than a period late. */
 int srv_pacer_tick(srv_pacer *p, uint64_t now_ns);
+
+/* Frames to accumulate before (re)starting after the start, a reset or an underrun (clamped to
+ * 1 .. capacity): enough to last until the next block arrives, so playback starts once and runs
+ * smoothly instead of stuttering through every block. */
+void srv_pacer_set_prebuffer(srv_pacer *p, int frames);
 
 /* The frame to send, or NULL. After writing it, call srv_pacer_sent. */
 srv_frame *srv_pacer_outbox(srv_pacer *p);

@@ -41,7 +41,8 @@ int srv_scene_default_rgb(int w, int h, img_rgb8 *out) {
             r = 110 + 120 * t, g = 165 + 70 * t, b = 235 + 10 * t;
             double dx = fx - 0.78, dy = fy - 0.14;
             double sun = sqrt(dx * dx + dy * dy * (double)h * h / ((double)w * w));
-            if (sun < 0.045) r = 255, g = 244, b = 200;
+            if (sun < 0.045)
+                r = 255, g = 244, b = 200;
             else if (sun < 0.09) {
                 double k = (0.09 - sun) / 0.045 * 0.5;
                 r += (255 - r) * k, g += (240 - g) * k, b += (200 - b) * k;
@@ -60,7 +61,8 @@ int srv_scene_default_rgb(int w, int h, img_rgb8 *out) {
                 double off = fabs(fx - 0.5);
                 if (off < half) {
                     r = g = b = 95 + 25 * d;
-                    if (off < 0.012 * (0.2 + d) && ((int)(6.0 / (d + 0.08))) % 2) r = g = 235, b = 120;
+                    if (off < 0.012 * (0.2 + d) && ((int)(6.0 / (d + 0.08))) % 2)
+                        r = g = 235, b = 120;
                 } else if (off < half * 1.06) {
                     r = g = b = 215;
                 }
@@ -94,7 +96,8 @@ static int add_scene(srv_scenes *sc, const char *name, const img_rgb8 *img, char
 
 static int image_ext(const char *name) {
     const char *dot = strrchr(name, '.');
-    return dot && (!strcasecmp(dot, ".png") || !strcasecmp(dot, ".jpg") || !strcasecmp(dot, ".jpeg"));
+    return dot &&
+           (!strcasecmp(dot, ".png") || !strcasecmp(dot, ".jpg") || !strcasecmp(dot, ".jpeg"));
 }
 
 /* A scene name is the file's stem; it must be a plain word (letters, digits, '-', '_', '.'). */
@@ -198,7 +201,9 @@ void srv_scenes_destroy(srv_scenes *sc) {
     free(sc);
 }
 
-int srv_scenes_count(const srv_scenes *sc) { return sc->n; }
+int srv_scenes_count(const srv_scenes *sc) {
+    return sc->n;
+}
 
 const char *srv_scenes_name(const srv_scenes *sc, int i) {
     return i >= 0 && i < sc->n ? sc->s[i].name : NULL;

@@ -1,8 +1,8 @@
 /* Start scenes offered to players: the PNG/JPEG images of the --scenes folder (name = file stem, at
  * most PROTO_MAX_LIST, sorted by name), or without that flag one built-in procedurally generated
- * scene called "default". Each is decoded and prepared once at start-up (engine/image.h img_prepare)
- * into the [3][h][w] planes that start an engine session, and stays read-only for the process's
- * life, so the engine worker may read them from its thread. */
+ * scene called "default". Each is decoded and prepared once at start-up (engine/image.h
+ * img_prepare) into the [3][h][w] planes that start an engine session, and stays read-only for the
+ * process's life, so the engine worker may read them from its thread. */
 #ifndef WM_SERVER_SCENES_H
 #define WM_SERVER_SCENES_H
 

@@ -6,8 +6,10 @@ static uint64_t buffered(const srv_sched_entry *e) {
 }
 
 uint64_t srv_sched_deadline(const srv_sched_entry *e, uint64_t now_ns) {
-    uint64_t base = e->next_due_ns ? e->next_due_ns : now_ns;
-    return base + buffered(e) * e->period_ns;
+    /* Pacing stopped (a new session, or prebuffering after a reset or an underrun): the client
+     * waits for frames now, whatever is already on its way. */
+    if (!e->next_due_ns) return now_ns;
+    return e->next_due_ns + buffered(e) * e->period_ns;
 }
 
 uint64_t srv_sched_eligible_at(const srv_sched_entry *e, uint64_t now_ns, uint64_t lead_ns) {

@@ -1,12 +1,14 @@
 /* Which session's block the engine runs next: earliest deadline first, as late as is safe.
  *
  * A session's deadline is the moment its client would need a frame that has not been generated yet:
- * with b frames buffered or in flight (produced - consumed) and the next pacing tick at next_due, it
- * is next_due + b * period. A session is eligible once its deadline is within `lead` of now (lead
- * covers the time a block takes through the engine and the JPEG pool, times the sessions competing
- * for the engine) and its client ring has room for another block. Starting no earlier than that is
- * what makes the input sampled at the block's start as fresh as it can be; among eligible sessions
- * the one whose frames run out first goes first. Pure: the worker passes in a snapshot. */
+ * with b frames buffered or in flight (produced - consumed) and the next pacing tick at next_due,
+ * it is next_due + b * period; while pacing is stopped (a new session, or refilling its prebuffer
+ * after a reset or an underrun) it is now. A session is eligible once its deadline is within `lead`
+ * of now (lead covers the time a block takes through the engine and the JPEG pool, times the
+ * sessions competing for the engine) and its client ring has room for another block. Starting no
+ * earlier than that is what makes the input sampled at the block's start as fresh as it can be;
+ * among eligible sessions the one whose frames run out first goes first. Pure: the worker passes in
+ * a snapshot. */
 #ifndef WM_SERVER_SCHEDULER_H
 #define WM_SERVER_SCHEDULER_H
 

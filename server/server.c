@@ -1,7 +1,7 @@
 /* The wmserve process: opens the model, prepares the scenes, starts the engine worker and the JPEG
- * pool, and runs one libuv loop on the main thread with libwebsockets on it (LWS_SERVER_OPTION_LIBUV
- * with our loop passed as a foreign loop, so lws's sockets and timers are libuv handles beside
- * ours). The loop does I/O and bookkeeping only.
+ * pool, and runs one libuv loop on the main thread with libwebsockets on it
+ * (LWS_SERVER_OPTION_LIBUV with our loop passed as a foreign loop, so lws's sockets and timers are
+ * libuv handles beside ours). The loop does I/O and bookkeeping only.
  *
  * Shutdown (SIGINT/SIGTERM): stop admitting, send every player a SHUTTING_DOWN error (close code
  * 1001) and wait up to 3 s for the sockets to close; then stop the engine worker (it finishes the
@@ -31,7 +31,8 @@ typedef struct pss {
     srv_conn *conn; /* websocket connections only */
 } pss;
 
-/* lws ------------------------------------------------------------------------------------------- */
+/* lws -------------------------------------------------------------------------------------------
+ */
 
 static void lws_log_emit(int level, const char *line) {
     /* lws lines look like "[2025/01/01 00:00:00:0000] E: text\n": keep the text. */
@@ -45,8 +46,9 @@ static void lws_log_emit(int level, const char *line) {
     snprintf(msg, sizeof msg, "%s", p);
     size_t n = strlen(msg);
     while (n && (msg[n - 1] == '\n' || msg[n - 1] == '\r')) msg[--n] = '\0';
-    srv_log_level l = level & LLL_ERR ? SRV_LOG_ERROR : level & LLL_WARN ? SRV_LOG_WARN
-                                                                         : SRV_LOG_DEBUG;
+    srv_log_level l = level & LLL_ERR    ? SRV_LOG_ERROR
+                      : level & LLL_WARN ? SRV_LOG_WARN
+                                         : SRV_LOG_DEBUG;
     SRV_LOG(l, "lws", SRV_KS("msg", msg));
 }
 
@@ -95,7 +97,8 @@ static int callback(struct lws *wsi, enum lws_callback_reasons reason, void *use
             p->conn = NULL;
         }
         return 0;
-    default: break;
+    default:
+        break;
     }
     return lws_callback_http_dummy(wsi, reason, user, in, len);
 }
@@ -154,7 +157,8 @@ static void on_worker_event(void *user, srv_worker_event *ev) {
     srv_server *s = user;
     if (ev->type == SRV_WEV_EXITED) {
         s->worker_exited = 1;
-        SRV_LOG(SRV_LOG_INFO, "engine_stopped", SRV_KD("drain_s", srv_ns_to_s(srv_now_ns() - s->drain_started_ns)));
+        SRV_LOG(SRV_LOG_INFO, "engine_stopped",
+                SRV_KD("drain_s", srv_ns_to_s(srv_now_ns() - s->drain_started_ns)));
         srv_worker_close(s->worker, on_worker_closed, s);
         return;
     }
@@ -194,7 +198,8 @@ static void on_signal(uv_signal_t *h, int signum) {
     start_shutdown(s, signum == SIGINT ? "SIGINT" : "SIGTERM");
 }
 
-/* Start-up ---------------------------------------------------------------------------------------- */
+/* Start-up ----------------------------------------------------------------------------------------
+ */
 
 /* --bind must be a numeric address (or "localhost"); lws binds IPv4 addresses correctly only with
  * IPv6 disabled on the vhost, so the family decides that option. iface NULL = every address. */
@@ -264,7 +269,8 @@ static int measure_slots(srv_server *s, double *block_ms) {
     float *cond = malloc(20 * (size_t)frames * HW * sizeof(float));
     float *clip = malloc((size_t)c->clip_tokens * (size_t)c->clip_dim * sizeof(float));
     float *lat = malloc(16 * (size_t)c->frames_per_block * HW * sizeof(float));
-    uint8_t *rgb = malloc((size_t)ENG_MAX_FRAMES_PER_BLOCK * (size_t)s->width * (size_t)s->height * 3);
+    uint8_t *rgb =
+        malloc((size_t)ENG_MAX_FRAMES_PER_BLOCK * (size_t)s->width * (size_t)s->height * 3);
     eng_session *es = NULL;
     char err[256];
     int slots = 1;
@@ -479,8 +485,9 @@ int srv_server_main(const srv_config *cfg) {
                 SRV_KS("url", url), SRV_KS("variant", eng_variant_name(s->mcfg.variant)),
                 SRV_KI("width", s->width), SRV_KI("height", s->height), SRV_KI("fps", cfg->fps),
                 SRV_KI("max_sessions", s->cfg.max_sessions), SRV_KI("max_queue", cfg->max_queue),
-                SRV_KI("jpeg_threads", s->cfg.jpeg_threads), SRV_KI("scenes", srv_scenes_count(s->scenes)),
-                SRV_KB("token", cfg->token[0] != 0), SRV_KS("web", s->web_root));
+                SRV_KI("jpeg_threads", s->cfg.jpeg_threads),
+                SRV_KI("scenes", srv_scenes_count(s->scenes)), SRV_KB("token", cfg->token[0] != 0),
+                SRV_KS("web", s->web_root));
     }
 
     uv_run(&loop, UV_RUN_DEFAULT);

@@ -13,7 +13,7 @@
 
 #define MAX_UPLOADS_IN_FLIGHT 2
 
-/* Helpers ------------------------------------------------------------------------------------------ */
+/* Helpers ----------------------------------------------------------------------------------- */
 
 static srv_conn *conn_of_session(srv_server *s, uint64_t session) {
     if (!session) return NULL;
@@ -61,7 +61,7 @@ static void send_queue_positions(srv_server *s) {
         if (c->state == CONN_QUEUED) send_queue_position(c, 0, now);
 }
 
-/* Session start and end ------------------------------------------------------------------------------ */
+/* Session start and end --------------------------------------------------------------------- */
 
 static void start_session(srv_conn *c, int slot) {
     srv_server *s = c->srv;
@@ -146,7 +146,8 @@ void session_end(srv_conn *c, const char *why) {
     if (st == CONN_STARTING || st == CONN_PLAYING) session_promote_queue(s);
 }
 
-/* Join ------------------------------------------------------------------------------------------ */
+/* Join ------------------------------------------------------------------------------------------
+ */
 
 static void admit(srv_conn *c) {
     srv_server *s = c->srv;
@@ -154,7 +155,9 @@ static void admit(srv_conn *c) {
     c->joined_ns = srv_now_ns();
     int where;
     switch (srv_admission_join(s->adm, c->session, &where)) {
-    case SRV_ADMIT_SLOT: start_session(c, where); break;
+    case SRV_ADMIT_SLOT:
+        start_session(c, where);
+        break;
     case SRV_ADMIT_QUEUED:
         c->state = CONN_QUEUED;
         SRV_LOG(SRV_LOG_INFO, "queue_join", SRV_KU("conn", c->id), SRV_KU("session", c->session),
@@ -242,12 +245,14 @@ static void handle_join(srv_conn *c, const proto_join *j) {
         return;
     }
     if (s->cfg.token[0] && !consttime_eq(j->token, s->cfg.token)) {
-        conn_error(c, PROTO_ERR_UNAUTHORIZED, j->token[0] ? "wrong token" : "this server needs a token");
+        conn_error(c, PROTO_ERR_UNAUTHORIZED,
+                   j->token[0] ? "wrong token" : "this server needs a token");
         return;
     }
     if (j->variant[0] && eng_variant_parse(j->variant) != (int)s->mcfg.variant) {
-        conn_error(c, PROTO_ERR_UNKNOWN_VARIANT, "join.variant: '%s' is not served here (this server: %s)",
-                   j->variant, eng_variant_name(s->mcfg.variant));
+        conn_error(c, PROTO_ERR_UNKNOWN_VARIANT,
+                   "join.variant: '%s' is not served here (this server: %s)", j->variant,
+                   eng_variant_name(s->mcfg.variant));
         return;
     }
     c->seed = j->has_seed ? j->seed : mix64(srv_now_ns() ^ (c->id << 32));
@@ -415,9 +420,15 @@ void session_on_message(srv_conn *c, const proto_msg *m, size_t raw_len) {
         return;
     }
     switch (m->type) {
-    case PROTO_HELLO: handle_hello(c, &m->u.hello); break;
-    case PROTO_JOIN: handle_join(c, &m->u.join); break;
-    case PROTO_INPUT: handle_input(c, &m->u.input, now); break;
+    case PROTO_HELLO:
+        handle_hello(c, &m->u.hello);
+        break;
+    case PROTO_JOIN:
+        handle_join(c, &m->u.join);
+        break;
+    case PROTO_INPUT:
+        handle_input(c, &m->u.input, now);
+        break;
     case PROTO_PING: {
         /* A ping flood must not crowd out the messages that matter: past half the control queue,
          * pings go unanswered. */
@@ -431,8 +442,11 @@ void session_on_message(srv_conn *c, const proto_msg *m, size_t raw_len) {
         conn_send(c, &r);
         break;
     }
-    case PROTO_PONG: break; /* an answer to a server ping: nothing to do */
-    case PROTO_RESET: handle_reset(c); break;
+    case PROTO_PONG:
+        break; /* an answer to a server ping: nothing to do */
+    case PROTO_RESET:
+        handle_reset(c);
+        break;
     case PROTO_LEAVE:
         /* Ends the session or the wait (if any) and closes with 1000 (PROTOCOL.md "Leave"). */
         session_end(c, "leave");
@@ -468,13 +482,14 @@ static void on_ready(srv_server *s, uint64_t session) {
     if (!c || c->state != CONN_STARTING) return;
     c->state = CONN_PLAYING;
     c->stats_mark_ns = srv_now_ns();
+    c->last_activity_ns = c->stats_mark_ns; /* the idle clock restarts at joined */
+    c->block_gap_ns = 0;
     c->frames_sent_mark = 0;
     c->last_seen_seq = 0;
     srv_metrics_add(s->metrics, SRV_C_SESSIONS_STARTED, 1);
     send_joined(c);
     SRV_LOG(SRV_LOG_INFO, "session_joined", SRV_KU("conn", c->id), SRV_KU("session", session),
-            SRV_KI("slot", c->slot),
-            SRV_KD("start_ms", srv_ns_to_ms(srv_now_ns() - c->joined_ns)));
+            SRV_KI("slot", c->slot), SRV_KD("start_ms", srv_ns_to_ms(srv_now_ns() - c->joined_ns)));
 }
 
 static void on_block(srv_server *s, srv_block *b) {
@@ -494,6 +509,19 @@ static void on_block(srv_server *s, srv_block *b) {
         s->block_ms[s->block_ms_i] = (float)(blk_s * 1e3);
         s->block_ms_i = (s->block_ms_i + 1) % SRV_BLOCK_SAMPLES;
         if (s->block_ms_n < SRV_BLOCK_SAMPLES) s->block_ms_n++;
+        /* Prebuffer: start (or restart after an underrun) only with enough frames to last until
+         * the next block can arrive when it is urgent: the time from a block being due to its
+         * frames being here (the engine queue behind other players, the block, JPEG), as a
+         * decaying maximum. With a fast engine the first block alone is enough. */
+        uint64_t lat = now > b->t_due ? now - b->t_due : 0;
+        uint64_t decayed = c->block_gap_ns - c->block_gap_ns / 8;
+        c->block_gap_ns = lat > decayed ? lat : decayed;
+        /* At most what the scheduler is sure to fill: it stops adding blocks only once more than
+         * capacity - 12 frames wait, so a larger threshold could wait forever. */
+        uint64_t period = c->pacer.period_ns;
+        int want = (int)((c->block_gap_ns + period - 1) / period) + 1;
+        int most = s->cfg.buffer_frames - ENG_MAX_FRAMES_PER_BLOCK + 1;
+        srv_pacer_set_prebuffer(&c->pacer, want < most ? want : most);
         int dropped = 0;
         for (int i = 0; i < n; i++) {
             srv_frame *f = &b->frames[i];
@@ -515,8 +543,12 @@ static void on_block(srv_server *s, srv_block *b) {
 
 void session_on_worker_event(srv_server *s, srv_worker_event *ev) {
     switch (ev->type) {
-    case SRV_WEV_READY: on_ready(s, ev->session); break;
-    case SRV_WEV_BLOCK: on_block(s, ev->block); break;
+    case SRV_WEV_READY:
+        on_ready(s, ev->session);
+        break;
+    case SRV_WEV_BLOCK:
+        on_block(s, ev->block);
+        break;
     case SRV_WEV_FAILED: {
         srv_conn *c = conn_of_session(s, ev->session);
         if (!c) break;
@@ -524,11 +556,13 @@ void session_on_worker_event(srv_server *s, srv_worker_event *ev) {
         if (!proto_error_fatal(ev->code)) session_end(c, "engine failure");
         break;
     }
-    case SRV_WEV_EXITED: break; /* server.c's */
+    case SRV_WEV_EXITED:
+        break; /* server.c's */
     }
 }
 
-/* Per frame and per second ---------------------------------------------------------------------- */
+/* Per frame and per second ----------------------------------------------------------------------
+ */
 
 void session_frame_sent(srv_conn *c, const srv_frame *f, size_t bytes, uint64_t now_ns) {
     (void)bytes;
@@ -550,14 +584,19 @@ void session_housekeeping(srv_conn *c, uint64_t now) {
     srv_server *s = c->srv;
     if (c->wsi && c->closing && now - c->closing_ns > 4 * SRV_NS_PER_S) {
         /* Backstop: the close timeout set when closing began has not taken it down. */
-        SRV_LOG(SRV_LOG_WARN, "ws_kill", SRV_KU("conn", c->id), SRV_KS("why", "close not completed"));
+        SRV_LOG(SRV_LOG_WARN, "ws_kill", SRV_KU("conn", c->id),
+                SRV_KS("why", "close not completed"));
         conn_kill(c);
     }
     if (!c->wsi || c->closing) return;
     /* PROTOCOL.md: any message counts as activity; without one for the idle timeout (or no hello
-     * in that time) the connection is closed, whatever its state. */
+     * in that time) the connection is closed. The clock stops while the server keeps the client
+     * waiting (decoding its upload, queued, starting its session) and restarts at joined. */
     uint64_t idle = (uint64_t)s->cfg.idle_timeout_s * SRV_NS_PER_S;
-    if (idle && now - c->last_activity_ns > idle) {
+    int waiting =
+        c->state == CONN_PREPARING || c->state == CONN_QUEUED || c->state == CONN_STARTING;
+    if (waiting) c->last_activity_ns = now;
+    if (idle && !waiting && now - c->last_activity_ns > idle) {
         conn_error(c, PROTO_ERR_IDLE_TIMEOUT, "nothing received for %d s%s", s->cfg.idle_timeout_s,
                    c->state == CONN_OPEN ? " (no hello)" : "");
         return;
@@ -587,6 +626,7 @@ void session_housekeeping(srv_conn *c, uint64_t now) {
         st->block_ms_p50 = v[(s->block_ms_n - 1) / 2];
         st->block_ms_p99 = v[(s->block_ms_n - 1) * 99 / 100];
     }
-    st->queue_depth = (uint32_t)(srv_pacer_buffered(&c->pacer) + (srv_pacer_outbox(&c->pacer) ? 1 : 0));
+    st->queue_depth =
+        (uint32_t)(srv_pacer_buffered(&c->pacer) + (srv_pacer_outbox(&c->pacer) ? 1 : 0));
     conn_send(c, &m);
 }

@@ -94,7 +94,8 @@ int srv_static_resolve(const char *root_real, const char *url_path, size_t len, 
         if (stat(real, &st)) return fail(err, errlen, SRV_STATIC_NOT_FOUND, "no such file");
         if (S_ISDIR(st.st_mode) && !attempt) continue; /* a folder: its index.html */
         if (!S_ISREG(st.st_mode)) return fail(err, errlen, SRV_STATIC_NOT_FOUND, "not a file");
-        if (strlen(real) + 1 > outlen) return fail(err, errlen, SRV_STATIC_BAD_REQUEST, "path too long");
+        if (strlen(real) + 1 > outlen)
+            return fail(err, errlen, SRV_STATIC_BAD_REQUEST, "path too long");
         memcpy(out, real, strlen(real) + 1);
         return 0;
     }

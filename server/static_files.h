@@ -8,8 +8,8 @@
 
 /* Status codes (negative HTTP status) returned by the functions below. */
 #define SRV_STATIC_BAD_REQUEST (-400)
-#define SRV_STATIC_FORBIDDEN (-403)
-#define SRV_STATIC_NOT_FOUND (-404)
+#define SRV_STATIC_FORBIDDEN   (-403)
+#define SRV_STATIC_NOT_FOUND   (-404)
 
 /* Turns a decoded URL path of `len` bytes ("/", "/js/app.js") into a relative file path
  * ("index.html", "js/app.js"). Refuses: no leading '/', an embedded NUL (len != strlen), control

@@ -1,16 +1,14 @@
 /* Unit tests of the server's pure parts (no sockets, no engine thread):
  *   admission: slots, FIFO queue, "full", leave from slot and queue, promotion order, closing;
- *   pacing: ring drop policy (oldest dropped at a full ring), stale outbox replacement, underrun and
- *           restart, schedule anchoring, stall measurement, flush and accounting;
- *   scheduler: deadlines, earliest-deadline-first order, lead window, ring capacity, wake times;
- *   actions: key bitmask to keyboard vector, summed mouse clamping, variants without mouse, input
- *            accumulation and sampling; the message rate limiter;
- *   metrics: Prometheus text (types, cumulative buckets, +Inf, labels, error codes);
- *   static paths: sanitising of request paths, and resolution in a real folder with a symlink
- *                 that leaves it; content types;
- *   logging: text and JSON lines; configuration: defaults, environment, flags, errors;
- *   JPEG: an encoded frame starts with SOI and ends with EOI and decodes to the right size;
- *   the built-in scene. */
+ *   pacing: ring drop policy (oldest dropped at a full ring), stale outbox replacement, underrun
+ * and restart, schedule anchoring, stall measurement, flush and accounting; scheduler: deadlines,
+ * earliest-deadline-first order, lead window, ring capacity, wake times; actions: key bitmask to
+ * keyboard vector, summed mouse clamping, variants without mouse, input accumulation and sampling;
+ * the message rate limiter; metrics: Prometheus text (types, cumulative buckets, +Inf, labels,
+ * error codes); static paths: sanitising of request paths, and resolution in a real folder with a
+ * symlink that leaves it; content types; logging: text and JSON lines; configuration: defaults,
+ * environment, flags, errors; JPEG: an encoded frame starts with SOI and ends with EOI and decodes
+ * to the right size; the built-in scene. */
 #define _XOPEN_SOURCE 700 /* realpath, mkdtemp */
 #include <math.h>
 #include <stdio.h>
@@ -38,12 +36,17 @@
 static void test_admission(void) {
     srv_admission *a = srv_admission_create(2, 2);
     int w;
-    tu_check(srv_admission_join(a, 1, &w) == SRV_ADMIT_SLOT && w == 0, "admission: 1st join -> slot 0");
-    tu_check(srv_admission_join(a, 2, &w) == SRV_ADMIT_SLOT && w == 1, "admission: 2nd join -> slot 1");
-    tu_check(srv_admission_join(a, 3, &w) == SRV_ADMIT_QUEUED && w == 1, "admission: 3rd -> queue 1");
-    tu_check(srv_admission_join(a, 4, &w) == SRV_ADMIT_QUEUED && w == 2, "admission: 4th -> queue 2");
+    tu_check(srv_admission_join(a, 1, &w) == SRV_ADMIT_SLOT && w == 0,
+             "admission: 1st join -> slot 0");
+    tu_check(srv_admission_join(a, 2, &w) == SRV_ADMIT_SLOT && w == 1,
+             "admission: 2nd join -> slot 1");
+    tu_check(srv_admission_join(a, 3, &w) == SRV_ADMIT_QUEUED && w == 1,
+             "admission: 3rd -> queue 1");
+    tu_check(srv_admission_join(a, 4, &w) == SRV_ADMIT_QUEUED && w == 2,
+             "admission: 4th -> queue 2");
     tu_check(srv_admission_join(a, 5, &w) == SRV_ADMIT_FULL, "admission: 5th -> full");
-    tu_check(srv_admission_active(a) == 2 && srv_admission_queued(a) == 2, "admission: 2 active, 2 queued");
+    tu_check(srv_admission_active(a) == 2 && srv_admission_queued(a) == 2,
+             "admission: 2 active, 2 queued");
     /* the queued 3 leaves: 4 moves up */
     tu_check(srv_admission_leave(a, 3) == -1 && srv_admission_position(a, 4) == 1,
              "admission: queued player leaves, the next moves to position 1");
@@ -62,10 +65,12 @@ static void test_admission(void) {
     tu_check(srv_admission_slot_of(a, 4) == 0 && srv_admission_slot_owner(a, 1) == 2,
              "admission: slot lookups");
     srv_admission_close(a);
-    tu_check(srv_admission_join(a, 7, &w) == SRV_ADMIT_FULL, "admission: closed -> every join full");
+    tu_check(srv_admission_join(a, 7, &w) == SRV_ADMIT_FULL,
+             "admission: closed -> every join full");
     srv_admission_destroy(a);
     srv_admission *z = srv_admission_create(1, 0);
-    tu_check(srv_admission_join(z, 1, &w) == SRV_ADMIT_SLOT && srv_admission_join(z, 2, &w) == SRV_ADMIT_FULL,
+    tu_check(srv_admission_join(z, 1, &w) == SRV_ADMIT_SLOT &&
+                 srv_admission_join(z, 2, &w) == SRV_ADMIT_FULL,
              "admission: queue of 0 -> second player full at once");
     srv_admission_destroy(z);
 }
@@ -98,7 +103,8 @@ static void test_pacing(void) {
     tu_check(!srv_pacer_outbox(&p) && p.sent == 1, "pacing: sent empties the outbox");
     /* slow client: the outbox is not sent before the next tick */
     srv_pacer_tick(&p, t + 40 * MS);
-    tu_check(srv_pacer_stall_ns(&p, t + 60 * MS) == 20 * MS, "pacing: stall measured from release (20 ms)");
+    tu_check(srv_pacer_stall_ns(&p, t + 60 * MS) == 20 * MS,
+             "pacing: stall measured from release (20 ms)");
     r = srv_pacer_tick(&p, t + 80 * MS);
     o = srv_pacer_outbox(&p);
     tu_check((r & SRV_TICK_DROPPED) && o->frame == 2 && p.dropped == 1,
@@ -114,9 +120,10 @@ static void test_pacing(void) {
     srv_pacer_tick(&p, t + 120 * MS);
     tu_check(srv_pacer_outbox(&p)->frame == 100, "pacing: the oldest kept frame (100) goes next");
     srv_pacer_sent(&p);
-    tu_check(p.consumed == 3 + 9 + 1 + 0 && p.consumed + (uint64_t)srv_pacer_buffered(&p) == 12 + 24,
-             "pacing: consumed %llu + buffered %d = frames pushed 36", (unsigned long long)p.consumed,
-             srv_pacer_buffered(&p));
+    tu_check(p.consumed == 3 + 9 + 1 + 0 &&
+                 p.consumed + (uint64_t)srv_pacer_buffered(&p) == 12 + 24,
+             "pacing: consumed %llu + buffered %d = frames pushed 36",
+             (unsigned long long)p.consumed, srv_pacer_buffered(&p));
     /* a late tick re-anchors instead of bursting */
     uint64_t due = p.next_due_ns;
     srv_pacer_tick(&p, due + 500 * MS);
@@ -130,7 +137,17 @@ static void test_pacing(void) {
              "pacing: tick on an empty ring is an underrun and stops the pacer");
     dropped = 0;
     push_frames(&p, 12, 200, due + 700 * MS, &dropped);
-    tu_check(p.next_due_ns == due + 700 * MS, "pacing: frames after an underrun restart it at once");
+    tu_check(p.next_due_ns == due + 700 * MS,
+             "pacing: frames after an underrun restart it at once");
+    srv_pacer_set_prebuffer(&p, 100);
+    tu_check(p.prebuffer == 24, "pacing: prebuffer clamped to the capacity (%d)", p.prebuffer);
+    srv_pacer_set_prebuffer(&p, 13);
+    srv_pacer_flush(&p);
+    dropped = 0;
+    push_frames(&p, 9, 300, due + 800 * MS, &dropped);
+    tu_check(p.next_due_ns == 0, "pacing: 9 frames do not start a pacer that wants 13");
+    push_frames(&p, 12, 309, due + 900 * MS, &dropped);
+    tu_check(p.next_due_ns == due + 900 * MS, "pacing: 21 frames do");
     uint64_t before = p.consumed;
     srv_pacer_discarded(&p, 12);
     tu_check(p.consumed == before + 12, "pacing: discarded frames count as consumed");
@@ -153,7 +170,8 @@ static void test_scheduler(void) {
     e[1].produced = 50, e[1].consumed = 45, e[1].next_due_ns = now + 5 * MS;
     /* 2: new session, nothing yet -> deadline now */
     e[2].produced = 0, e[2].consumed = 0, e[2].next_due_ns = 0;
-    tu_check(srv_sched_deadline(&e[0], now) == now + 810 * MS && srv_sched_deadline(&e[1], now) == now + 205 * MS &&
+    tu_check(srv_sched_deadline(&e[0], now) == now + 810 * MS &&
+                 srv_sched_deadline(&e[1], now) == now + 205 * MS &&
                  srv_sched_deadline(&e[2], now) == now,
              "scheduler: deadlines = next tick + buffered frames x period");
     uint64_t wake;
@@ -177,6 +195,9 @@ static void test_scheduler(void) {
     e[0].next_due_ns = 0;
     tu_check(srv_sched_eligible_at(&e[0], now, 2000 * MS) == UINT64_MAX,
              "scheduler: full ring with pacing stopped -> wait for an event");
+    e[0].produced = 109; /* 9 waiting for a stopped pacer (prebuffering): frames needed now */
+    tu_check(srv_sched_deadline(&e[0], now) == now && srv_sched_eligible_at(&e[0], now, 0) <= now,
+             "scheduler: pacing stopped with frames waiting -> deadline now, eligible");
     e[0].ready = 0;
     pick = srv_sched_pick(e, 3, now, 100 * MS, &wake);
     tu_check(pick == -1 && wake == UINT64_MAX, "scheduler: nobody ready -> sleep until an event");
@@ -189,7 +210,8 @@ static void test_actions(void) {
     eng_config_preset(&ct, "tiny", ENG_VARIANT_TEMPLERUN, err, sizeof err);
     srv_input_state st;
     memset(&st, 0, sizeof st);
-    proto_input in = {.seq = 1, .client_ms = 111, .keys = 0x5, .mouse_dy = 0.05f, .mouse_dx = -0.3f};
+    proto_input in = {
+        .seq = 1, .client_ms = 111, .keys = 0x5, .mouse_dy = 0.05f, .mouse_dx = -0.3f};
     srv_input_apply(&st, &in, 7);
     in.seq = 2, in.client_ms = 222, in.keys = 0x9, in.mouse_dy = 0.05f, in.mouse_dx = -0.3f;
     srv_input_apply(&st, &in, 9);
@@ -223,7 +245,8 @@ static void test_actions(void) {
     in.mouse_dx = NAN;
     in.mouse_dy = 1e30f;
     for (int i = 0; i < 3; i++) srv_input_apply(&st, &in, 1);
-    tu_check(st.mouse_dx == 0 && isfinite(st.mouse_dy), "input: NaN ignored, huge sums stay finite");
+    tu_check(st.mouse_dx == 0 && isfinite(st.mouse_dy),
+             "input: NaN ignored, huge sums stay finite");
 
     srv_rate r;
     srv_rate_init(&r, 10);
@@ -236,7 +259,8 @@ static void test_actions(void) {
              "rate: 10/s limit, 30 inputs in one second -> %d pass, %d dropped, %d fatal", ok, drop,
              fatal);
     ok = 0;
-    for (int i = 0; i < 10; i++) ok += srv_rate_hit(&r, 1000 * MS + (uint64_t)i * 100 * MS) == SRV_RATE_OK;
+    for (int i = 0; i < 10; i++)
+        ok += srv_rate_hit(&r, 1000 * MS + (uint64_t)i * 100 * MS) == SRV_RATE_OK;
     tu_check(ok == 10, "rate: the next second starts a fresh window (%d of 10 pass)", ok);
     srv_rate_init(&r, 10);
     int last = 0;
@@ -324,12 +348,14 @@ static void test_static_paths(void) {
     };
     for (size_t i = 0; i < sizeof cases / sizeof *cases; i++) {
         char rel[256], err[128] = "";
-        int rc = srv_static_clean_path(cases[i].in, strlen(cases[i].in), rel, sizeof rel, err, sizeof err);
+        int rc = srv_static_clean_path(cases[i].in, strlen(cases[i].in), rel, sizeof rel, err,
+                                       sizeof err);
         int ok = rc == cases[i].rc && (rc || !strcmp(rel, cases[i].out));
         tu_check(ok, "static: '%s' -> %d %s%s", cases[i].in, rc, rc ? err : rel, "");
     }
     char rel[16], err[128];
-    tu_check(srv_static_clean_path("/a\0b", 4, rel, sizeof rel, err, sizeof err) == SRV_STATIC_BAD_REQUEST,
+    tu_check(srv_static_clean_path("/a\0b", 4, rel, sizeof rel, err, sizeof err) ==
+                 SRV_STATIC_BAD_REQUEST,
              "static: embedded NUL refused (%s)", err);
     tu_check(srv_static_clean_path("/aaaaaaaaaaaaaaaaaaaa", 21, rel, sizeof rel, err, sizeof err) ==
                  SRV_STATIC_BAD_REQUEST,
@@ -364,7 +390,8 @@ static void test_static_paths(void) {
     int rc = srv_static_resolve(real_root, "/", 1, out, sizeof out, err, sizeof err);
     tu_check(rc == 0 && strstr(out, "/index.html"), "static: / -> %s", rc ? err : out);
     rc = srv_static_resolve(real_root, "/sub", 4, out, sizeof out, err, sizeof err);
-    tu_check(rc == 0 && strstr(out, "/sub/index.html"), "static: /sub (a folder) -> its index.html");
+    tu_check(rc == 0 && strstr(out, "/sub/index.html"),
+             "static: /sub (a folder) -> its index.html");
     rc = srv_static_resolve(real_root, "/leak", 5, out, sizeof out, err, sizeof err);
     tu_check(rc == SRV_STATIC_FORBIDDEN, "static: symlink leaving the root -> %d (%s)", rc, err);
     rc = srv_static_resolve(real_root, "/inner", 6, out, sizeof out, err, sizeof err);
@@ -385,17 +412,20 @@ static void test_static_paths(void) {
 
 static void test_log(void) {
     srv_kv kv[] = {SRV_KS("peer", "1.2.3.4"), SRV_KU("session", 7), SRV_KS("msg", "a \"b\"=c"),
-                   SRV_KD("ms", 1.5), SRV_KB("ok", 1), SRV_KI("n", -3)};
+                   SRV_KD("ms", 1.5),         SRV_KB("ok", 1),      SRV_KI("n", -3)};
     srv_buf b = {0};
     srv_log_format_line(&b, SRV_LOG_TEXT, 0.0, SRV_LOG_INFO, "ev", kv, 6);
-    tu_check(!strcmp(b.data, "1970-01-01T00:00:00.000Z info ev peer=1.2.3.4 session=7 msg=\"a \\\"b\\\"=c\" "
-                             "ms=1.5 ok=true n=-3\n"),
-             "log text: %s", b.data);
+    tu_check(
+        !strcmp(b.data,
+                "1970-01-01T00:00:00.000Z info ev peer=1.2.3.4 session=7 msg=\"a \\\"b\\\"=c\" "
+                "ms=1.5 ok=true n=-3\n"),
+        "log text: %s", b.data);
     srv_buf_reset(&b);
     srv_log_format_line(&b, SRV_LOG_JSON, 1234.0, SRV_LOG_WARN, "ev", kv, 6);
-    tu_check(!strcmp(b.data, "{\"ts\":\"1970-01-01T00:00:01.234Z\",\"level\":\"warn\",\"event\":\"ev\","
-                             "\"peer\":\"1.2.3.4\",\"session\":7,\"msg\":\"a \\\"b\\\"=c\",\"ms\":1.5,"
-                             "\"ok\":true,\"n\":-3}\n"),
+    tu_check(!strcmp(b.data,
+                     "{\"ts\":\"1970-01-01T00:00:01.234Z\",\"level\":\"warn\",\"event\":\"ev\","
+                     "\"peer\":\"1.2.3.4\",\"session\":7,\"msg\":\"a \\\"b\\\"=c\",\"ms\":1.5,"
+                     "\"ok\":true,\"n\":-3}\n"),
              "log json: %s", b.data);
     srv_buf_free(&b);
     tu_check(srv_log_parse_level("debug") == SRV_LOG_DEBUG && srv_log_parse_level("loud") == -1 &&
@@ -420,8 +450,8 @@ static void test_config(void) {
     int rc = srv_config_parse(&c, 1, a0, NULL, null, err, sizeof err);
     tu_check(rc == 0 && c.port == 8080 && !strcmp(c.bind, "127.0.0.1") &&
                  !strcmp(c.model, "synthetic:tiny") && c.fps == 25 && c.jpeg_quality == 85 &&
-                 c.max_queue == 8 && c.idle_timeout_s == 60 && !c.token[0] && c.buffer_frames == 24 &&
-                 c.log_level == SRV_LOG_INFO,
+                 c.max_queue == 8 && c.idle_timeout_s == 60 && !c.token[0] &&
+                 c.buffer_frames == 24 && c.log_level == SRV_LOG_INFO,
              "config: defaults");
     char *a1[] = {"wmserve", "--port", "7000", "--fps=30", "--log-format", "json", NULL};
     rc = srv_config_parse(&c, 6, a1, fake_env_port, null, err, sizeof err);
@@ -451,7 +481,8 @@ static void test_jpeg_and_scene(void) {
     tu_check(rc == 0 && img.width == 128 && img.height == 64, "scene: built-in scene 128x64");
     long sum = 0;
     for (size_t i = 0; i < 128 * 64 * 3; i++) sum += img.pixels[i];
-    tu_check(sum > 128 * 64 * 3 * 40 && sum < 128 * 64 * 3 * 230, "scene: mean level %.1f", (double)sum / (128 * 64 * 3));
+    tu_check(sum > 128 * 64 * 3 * 40 && sum < 128 * 64 * 3 * 230, "scene: mean level %.1f",
+             (double)sum / (128 * 64 * 3));
     srv_jpeg_encoder *e = NULL;
     char err[256];
     tu_check(srv_jpeg_encoder_create(85, &e, err, sizeof err) == 0, "jpeg: encoder");
@@ -470,12 +501,13 @@ static void test_jpeg_and_scene(void) {
     tjDecompressHeader3(d, f.data, (unsigned long)f.len, &w, &h, &ss, &cs);
     tjDestroy(d);
     tu_check(w == 128 && h == 64, "jpeg: decodes to %dx%d", w, h);
-    tu_check(srv_jpeg_max_size(640, 352) > 640 * 352, "jpeg: worst-case bound for 640x352 is %zu bytes",
-             srv_jpeg_max_size(640, 352));
+    tu_check(srv_jpeg_max_size(640, 352) > 640 * 352,
+             "jpeg: worst-case bound for 640x352 is %zu bytes", srv_jpeg_max_size(640, 352));
     srv_frame_free(&f);
     srv_jpeg_encoder_destroy(e);
     img_free(&img);
-    tu_check(srv_jpeg_encoder_create(0, &e, err, sizeof err) != 0, "jpeg: quality 0 refused (%s)", err);
+    tu_check(srv_jpeg_encoder_create(0, &e, err, sizeof err) != 0, "jpeg: quality 0 refused (%s)",
+             err);
 }
 
 int main(void) {

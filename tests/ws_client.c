@@ -5,6 +5,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/socket.h>
 
 typedef struct out_msg {
     uint8_t *data; /* LWS_PRE + payload */
@@ -148,10 +149,15 @@ static int callback(struct lws *wsi, enum lws_callback_reasons reason, void *use
         }
         return 0;
     case LWS_CALLBACK_CLIENT_CLOSED:
-        if (c) finish(c, c->peer_code ? c->peer_code : c->closing ? c->close_code : 1006,
-                      c->peer_reason);
+        if (c)
+            finish(c,
+                   c->peer_code ? c->peer_code
+                   : c->closing ? c->close_code
+                                : 1006,
+                   c->peer_reason);
         return 0;
-    default: break;
+    default:
+        break;
     }
     return 0;
 }
@@ -192,7 +198,9 @@ void wsc_ctx_destroy(wsc_ctx *x) {
     free(x);
 }
 
-static void sul_noop(lws_sorted_usec_list_t *sul) { (void)sul; }
+static void sul_noop(lws_sorted_usec_list_t *sul) {
+    (void)sul;
+}
 
 void wsc_service(wsc_ctx *x, int timeout_ms) {
     /* lws 4.1's poll loop waits until its next scheduled event: schedule one at the timeout. */
@@ -268,6 +276,17 @@ void wsc_pause_reading(wsc_conn *c, int paused) {
     if (c->wsi) lws_rx_flow_control(c->wsi, paused ? 0 : 1);
 }
 
-int wsc_is_open(const wsc_conn *c) { return c->open && c->wsi && !c->closing; }
+int wsc_is_open(const wsc_conn *c) {
+    return c->open && c->wsi && !c->closing;
+}
 
-uint64_t wsc_bytes_received(const wsc_conn *c) { return c->bytes_in; }
+uint64_t wsc_bytes_received(const wsc_conn *c) {
+    return c->bytes_in;
+}
+
+int wsc_set_rcvbuf(wsc_conn *c, int bytes) {
+    if (!c->wsi || !c->open) return -1;
+    int fd = (int)lws_get_socket_fd(c->wsi);
+    if (fd < 0) return -1;
+    return setsockopt(fd, SOL_SOCKET, SO_RCVBUF, &bytes, sizeof bytes) ? -1 : 0;
+}

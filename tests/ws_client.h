@@ -51,5 +51,10 @@ void wsc_pause_reading(wsc_conn *c, int paused);
 int wsc_is_open(const wsc_conn *c);
 /* Bytes received (websocket payload) on this connection so far. */
 uint64_t wsc_bytes_received(const wsc_conn *c);
+/* Sets the socket's kernel receive buffer (SO_RCVBUF) of an open connection, so that a reader
+ * paused with wsc_pause_reading pushes back on the server after about `bytes` instead of the
+ * kernel's default of a few hundred KiB (Linux doubles the value and enforces a minimum). For the
+ * load tester's slow readers. 0, or -1 when the connection is not open or the kernel refuses. */
+int wsc_set_rcvbuf(wsc_conn *c, int bytes);
 
 #endif

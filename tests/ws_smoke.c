@@ -44,7 +44,8 @@ static double now_s(void) {
     return (double)ts.tv_sec + ts.tv_nsec * 1e-9;
 }
 
-/* The server process and its log ----------------------------------------------------------------- */
+/* The server process and its log -----------------------------------------------------------------
+ */
 
 typedef struct server_proc {
     pid_t pid;
@@ -110,7 +111,8 @@ static const char *find_nocase(const char *hay, const char *needle) {
     size_t n = strlen(needle);
     for (const char *p = hay; *p; p++) {
         size_t i = 0;
-        while (i < n && p[i] && tolower((unsigned char)p[i]) == tolower((unsigned char)needle[i])) i++;
+        while (i < n && p[i] && tolower((unsigned char)p[i]) == tolower((unsigned char)needle[i]))
+            i++;
         if (i == n) return p;
     }
     return NULL;
@@ -166,14 +168,15 @@ static int http_get(int port, const char *path, char *body, size_t bodylen, char
     return status;
 }
 
-/* Players ---------------------------------------------------------------------------------------- */
+/* Players ----------------------------------------------------------------------------------------
+ */
 
 typedef struct player {
     const char *name;
     wsc_conn *c;
     int opened, welcomed, joined, joined_count, queued_pos, closed, close_code;
-    int frames_n0;        /* frames numbered 0 (the start, and again after a reset) */
-    int errors[32];       /* count per error code */
+    int frames_n0;  /* frames numbered 0 (the start, and again after a reset) */
+    int errors[32]; /* count per error code */
     int pongs;
     int frames, bad_jpeg, out_of_order;
     uint64_t last_frame;
@@ -190,7 +193,9 @@ static void on_open(wsc_conn *c, void *user) {
     ((player *)user)->opened = 1;
 }
 
-static double client_ms_of(uint32_t seq) { return 1000.0 + 40.0 * seq; }
+static double client_ms_of(uint32_t seq) {
+    return 1000.0 + 40.0 * seq;
+}
 
 static void on_message(wsc_conn *c, const proto_msg *m, const uint8_t *raw, size_t len,
                        void *user) {
@@ -206,12 +211,17 @@ static void on_message(wsc_conn *c, const proto_msg *m, const uint8_t *raw, size
         p->joined_count++;
         p->joined_msg = m->u.joined;
         break;
-    case PROTO_QUEUE: p->queued_pos = (int)m->u.queue.position; break;
-    case PROTO_PONG: p->pongs++; break;
+    case PROTO_QUEUE:
+        p->queued_pos = (int)m->u.queue.position;
+        break;
+    case PROTO_PONG:
+        p->pongs++;
+        break;
     case PROTO_ERROR:
         if (m->u.error.code < 32) p->errors[m->u.error.code]++;
-        printf("  [%s] error %s (%u, fatal %d): %s\n", p->name, proto_error_name((int)m->u.error.code),
-               m->u.error.code, m->u.error.fatal, m->u.error.message);
+        printf("  [%s] error %s (%u, fatal %d): %s\n", p->name,
+               proto_error_name((int)m->u.error.code), m->u.error.code, m->u.error.fatal,
+               m->u.error.message);
         break;
     case PROTO_FRAME: {
         const proto_frame *f = &m->u.frame;
@@ -219,8 +229,10 @@ static void on_message(wsc_conn *c, const proto_msg *m, const uint8_t *raw, size
         size_t n = f->jpeg.len;
         if (n < 4 || j[0] != 0xFF || j[1] != 0xD8 || j[n - 2] != 0xFF || j[n - 1] != 0xD9)
             p->bad_jpeg++;
-        if (f->frame == 0) p->frames_n0++;
-        else if (p->frames && f->frame <= p->last_frame) p->out_of_order++;
+        if (f->frame == 0)
+            p->frames_n0++;
+        else if (p->frames && f->frame <= p->last_frame)
+            p->out_of_order++;
         p->last_frame = f->frame;
         p->frames++;
         if (f->input_seq) {
@@ -232,7 +244,8 @@ static void on_message(wsc_conn *c, const proto_msg *m, const uint8_t *raw, size
         }
         break;
     }
-    default: break;
+    default:
+        break;
     }
 }
 
@@ -283,18 +296,34 @@ static int run_until(player **ps, int np, cond_fn cond, void *arg, double timeou
     return 1;
 }
 
-static int c_opened(void *a) { return ((player *)a)->opened || ((player *)a)->closed; }
-static int c_welcomed(void *a) { return ((player *)a)->welcomed || ((player *)a)->closed; }
-static int c_joined(void *a) { return ((player *)a)->joined || ((player *)a)->closed; }
-static int c_queued(void *a) { return ((player *)a)->queued_pos || ((player *)a)->closed; }
-static int c_closed(void *a) { return ((player *)a)->closed; }
-static int c_pong(void *a) { return ((player *)a)->pongs || ((player *)a)->closed; }
+static int c_opened(void *a) {
+    return ((player *)a)->opened || ((player *)a)->closed;
+}
+static int c_welcomed(void *a) {
+    return ((player *)a)->welcomed || ((player *)a)->closed;
+}
+static int c_joined(void *a) {
+    return ((player *)a)->joined || ((player *)a)->closed;
+}
+static int c_queued(void *a) {
+    return ((player *)a)->queued_pos || ((player *)a)->closed;
+}
+static int c_closed(void *a) {
+    return ((player *)a)->closed;
+}
+static int c_pong(void *a) {
+    return ((player *)a)->pongs || ((player *)a)->closed;
+}
 static int c_frames_echo(void *a) {
     player *p = a;
     return (p->frames >= 24 && p->echoed_seq >= 3) || p->closed;
 }
-static int c_restarted(void *a) { return ((player *)a)->frames_n0 >= 2 || ((player *)a)->closed; }
-static int c_frames12(void *a) { return ((player *)a)->frames >= 12 || ((player *)a)->closed; }
+static int c_restarted(void *a) {
+    return ((player *)a)->frames_n0 >= 2 || ((player *)a)->closed;
+}
+static int c_frames12(void *a) {
+    return ((player *)a)->frames >= 12 || ((player *)a)->closed;
+}
 static int c_error(void *a) {
     player *p = a;
     for (int i = 1; i < 32; i++)
@@ -382,11 +411,27 @@ static void send_input(player *p, uint32_t seq) {
 /* Limits: token, input rate, message size, idle timeout, on a second server with tight settings. */
 static void phase2(const char *exe) {
     memset(&g_srv, 0, sizeof g_srv);
-    char *sargv[] = {(char *)exe, "--port", "0", "--model", "synthetic:tiny", "--max-sessions", "2",
-                     "--max-queue", "0", "--idle-timeout", "2", "--token", "s3cret",
-                     "--max-input-hz", "5", "--max-upload-bytes", "1024", NULL};
+    char *sargv[] = {(char *)exe,
+                     "--port",
+                     "0",
+                     "--model",
+                     "synthetic:tiny",
+                     "--max-sessions",
+                     "2",
+                     "--max-queue",
+                     "0",
+                     "--idle-timeout",
+                     "2",
+                     "--token",
+                     "s3cret",
+                     "--max-input-hz",
+                     "5",
+                     "--max-upload-bytes",
+                     "1024",
+                     NULL};
     int ok = start_server(&g_srv, sargv) == 0;
-    tu_check(ok, "second server (token, 5 inputs/s, 1 KiB uploads, 2 s idle) on port %d", g_srv.port);
+    tu_check(ok, "second server (token, 5 inputs/s, 1 KiB uploads, 2 s idle) on port %d",
+             g_srv.port);
     if (!ok) return;
     static player H, I, J, K;
     player *all[] = {&H, &I, &J, &K};
@@ -449,9 +494,24 @@ int main(int argc, char **argv) {
     lws_set_log_level(LLL_ERR, NULL);
     char web[256], outside[300];
     make_web_root(web, sizeof web, outside, sizeof outside);
-    char *sargv[] = {argv[1], "--port", "0", "--bind", "127.0.0.1", "--model", "synthetic:tiny",
-                     "--max-sessions", "1", "--max-queue", "1", "--web", web,
-                     "--idle-timeout", "30", "--log-level", "info", NULL};
+    char *sargv[] = {argv[1],
+                     "--port",
+                     "0",
+                     "--bind",
+                     "127.0.0.1",
+                     "--model",
+                     "synthetic:tiny",
+                     "--max-sessions",
+                     "1",
+                     "--max-queue",
+                     "1",
+                     "--web",
+                     web,
+                     "--idle-timeout",
+                     "30",
+                     "--log-level",
+                     "info",
+                     NULL};
     int ok = start_server(&g_srv, sargv) == 0;
     tu_check(ok, "server started and reported its port (%d)", g_srv.port);
     if (!ok) return tu_finish("ws_smoke");
@@ -475,8 +535,8 @@ int main(int argc, char **argv) {
                                "/nothing-here"};
     for (size_t i = 0; i < sizeof bad_paths / sizeof *bad_paths; i++) {
         st = http_get(g_srv.port, bad_paths[i], body, sizeof body, ct, sizeof ct);
-        tu_check(st >= 400 && st < 500 && !strstr(body, "SECRET-"),
-                 "GET %s refused with %d", bad_paths[i], st);
+        tu_check(st >= 400 && st < 500 && !strstr(body, "SECRET-"), "GET %s refused with %d",
+                 bad_paths[i], st);
     }
 
     char err[256];
@@ -594,11 +654,12 @@ int main(int argc, char **argv) {
     run_until(all, 7, c_welcomed, &G, 10);
     if (G.welcome.limits.max_upload_bytes) {
         static const uint8_t png[] = {
-            0x89, 0x50, 0x4e, 0x47, 0x0d, 0x0a, 0x1a, 0x0a, 0x00, 0x00, 0x00, 0x0d, 0x49, 0x48, 0x44,
-            0x52, 0x00, 0x00, 0x00, 0x04, 0x00, 0x00, 0x00, 0x02, 0x08, 0x02, 0x00, 0x00, 0x00, 0xf0,
-            0xca, 0xea, 0x34, 0x00, 0x00, 0x00, 0x10, 0x49, 0x44, 0x41, 0x54, 0x78, 0x9c, 0x63, 0x38,
-            0x91, 0x62, 0x04, 0x47, 0x0c, 0xc8, 0x1c, 0x00, 0x92, 0xfa, 0x0a, 0xf1, 0x4b, 0x4e, 0x88,
-            0xc0, 0x00, 0x00, 0x00, 0x00, 0x49, 0x45, 0x4e, 0x44, 0xae, 0x42, 0x60, 0x82};
+            0x89, 0x50, 0x4e, 0x47, 0x0d, 0x0a, 0x1a, 0x0a, 0x00, 0x00, 0x00, 0x0d, 0x49,
+            0x48, 0x44, 0x52, 0x00, 0x00, 0x00, 0x04, 0x00, 0x00, 0x00, 0x02, 0x08, 0x02,
+            0x00, 0x00, 0x00, 0xf0, 0xca, 0xea, 0x34, 0x00, 0x00, 0x00, 0x10, 0x49, 0x44,
+            0x41, 0x54, 0x78, 0x9c, 0x63, 0x38, 0x91, 0x62, 0x04, 0x47, 0x0c, 0xc8, 0x1c,
+            0x00, 0x92, 0xfa, 0x0a, 0xf1, 0x4b, 0x4e, 0x88, 0xc0, 0x00, 0x00, 0x00, 0x00,
+            0x49, 0x45, 0x4e, 0x44, 0xae, 0x42, 0x60, 0x82};
         static const uint8_t junk[] = {0x89, 'P', 'N', 'G', 1, 2, 3, 4, 5, 6, 7, 8};
         proto_msg m;
         memset(&m, 0, sizeof m);
@@ -620,7 +681,8 @@ int main(int argc, char **argv) {
 
     st = http_get(g_srv.port, "/metrics", body, sizeof body, ct, sizeof ct);
     tu_check(st == 200 && strstr(body, "wmserve_errors_total{code=\"server_full\"} 1") &&
-                 strstr(body, "wmserve_sessions_active 1") && !strstr(body, "wmserve_frames_sent_total 0\n"),
+                 strstr(body, "wmserve_sessions_active 1") &&
+                 !strstr(body, "wmserve_frames_sent_total 0\n"),
              "metrics after play: server_full counted once, one active session, frames sent");
 
     /* Shutdown. */
