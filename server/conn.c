@@ -220,10 +220,12 @@ int conn_on_receive(srv_conn *c, const uint8_t *in, size_t len) {
         return 0;
     }
     srv_metrics_add(s->metrics, SRV_C_MESSAGES_RECEIVED, 1);
-    c->last_activity_ns = srv_now_ns();
     proto_msg m;
     char err[PROTO_MAX_TEXT];
     int rc = proto_decode(c->rx, c->rx_len, s->max_upload, &m, err, sizeof err);
+    /* Pings keep the round trip measured but are not play: a tab left open without input must
+     * still reach the idle timeout (PROTOCOL.md "Idle timeout"). */
+    if (rc < 0 || m.type != PROTO_PING) c->last_activity_ns = srv_now_ns();
     if (rc < 0) /* errors answering a hello (the first message) are always fatal */
         conn_error_as(c, -rc, c->state == CONN_OPEN || proto_error_fatal(-rc), "%s", err);
     else

@@ -589,7 +589,7 @@ void session_housekeeping(srv_conn *c, uint64_t now) {
         conn_kill(c);
     }
     if (!c->wsi || c->closing) return;
-    /* PROTOCOL.md: any message counts as activity; without one for the idle timeout (or no hello
+    /* PROTOCOL.md: any message but a ping counts as activity; without one for the idle timeout (or no hello
      * in that time) the connection is closed. The clock stops while the server keeps the client
      * waiting (decoding its upload, queued, starting its session) and restarts at joined. */
     uint64_t idle = (uint64_t)s->cfg.idle_timeout_s * SRV_NS_PER_S;
