@@ -15,12 +15,12 @@
 
 struct eng_cond {
     int lat_h, lat_w;
-    float *clip;       /* [tokens][clip_dim] */
-    float *cond;       /* [20][cap][H][W]: mask channels, then image latents */
-    int cap, ready;    /* frames allocated / frames available */
-    int bounded;       /* given tensors: frames past `ready` repeat the last */
-    vae_encoder *enc;  /* image sessions until latent 29 is encoded */
-    float *zeros;      /* [3][4][video_h][video_w] grey continuation chunk */
+    float *clip;      /* [tokens][clip_dim] */
+    float *cond;      /* [20][cap][H][W]: mask channels, then image latents */
+    int cap, ready;   /* frames allocated / frames available */
+    int bounded;      /* given tensors: frames past `ready` repeat the last */
+    vae_encoder *enc; /* image sessions until latent 29 is encoded */
+    float *zeros;     /* [3][4][video_h][video_w] grey continuation chunk */
 };
 
 void eng_cond_destroy(eng_cond *c) {
@@ -47,7 +47,8 @@ int eng_cond_from_tensors(const eng_config *cfg, const float *cond, int frames, 
                           eng_cond **out, char *err, size_t errlen) {
     *out = NULL;
     if (!cond || !clip || frames < 1)
-        return eng_errorf(err, errlen, ENG_EINVAL, "conditioning needs cond_concat (>= 1 frame) and visual_context");
+        return eng_errorf(err, errlen, ENG_EINVAL,
+                          "conditioning needs cond_concat (>= 1 frame) and visual_context");
     eng_cond *c = cond_alloc(cfg, frames);
     if (!c) return eng_errorf(err, errlen, ENG_ENOMEM, "out of memory for conditioning");
     const size_t HW = (size_t)cfg->lat_h * cfg->lat_w;
@@ -67,10 +68,11 @@ static int encode_until(eng_cond *c, int upto, char *err, size_t errlen) {
         int rc = dst ? vae_encode(c->enc, c->zeros, 4, dst, &nlat, err, errlen)
                      : eng_errorf(err, errlen, ENG_ENOMEM, "out of memory");
         if (!rc && nlat != 1)
-            rc = eng_errorf(err, errlen, ENG_ESTATE, "VAE encoder returned %d latents for 4 frames", nlat);
+            rc = eng_errorf(err, errlen, ENG_ESTATE, "VAE encoder returned %d latents for 4 frames",
+                            nlat);
         for (int ch = 0; ch < 16 && !rc; ch++)
-            memcpy(c->cond + ((size_t)(4 + ch) * c->cap + (size_t)c->ready) * HW, dst + (size_t)ch * HW,
-                   HW * sizeof(float));
+            memcpy(c->cond + ((size_t)(4 + ch) * c->cap + (size_t)c->ready) * HW,
+                   dst + (size_t)ch * HW, HW * sizeof(float));
         free(dst);
         if (rc) return rc;
         c->ready++;
@@ -90,7 +92,8 @@ int eng_cond_from_image(const eng_config *cfg, const vae_weights *vae, const cli
     const int vh = 8 * cfg->lat_h, vw = 8 * cfg->lat_w;
     const clip_config *cc = clip_weights_config(clip);
     if (cc->width != cfg->clip_dim || clip_tokens(cc) != cfg->clip_tokens)
-        return eng_errorf(err, errlen, ENG_ECONFIG, "CLIP gives %d tokens of width %d; the DiT expects %d x %d",
+        return eng_errorf(err, errlen, ENG_ECONFIG,
+                          "CLIP gives %d tokens of width %d; the DiT expects %d x %d",
                           clip_tokens(cc), cc->width, cfg->clip_tokens, cfg->clip_dim);
     eng_cond *c = cond_alloc(cfg, COND_DISTINCT);
     if (!c) return eng_errorf(err, errlen, ENG_ENOMEM, "out of memory for conditioning");
@@ -104,10 +107,12 @@ int eng_cond_from_image(const eng_config *cfg, const vae_weights *vae, const cli
     if (!rc && !first) rc = eng_errorf(err, errlen, ENG_ENOMEM, "out of memory");
     if (!rc) rc = vae_encode(c->enc, image, 1, first, &nlat, err, errlen);
     for (int ch = 0; ch < 16 && !rc; ch++)
-        memcpy(c->cond + (size_t)(4 + ch) * c->cap * HW, first + (size_t)ch * HW, HW * sizeof(float));
+        memcpy(c->cond + (size_t)(4 + ch) * c->cap * HW, first + (size_t)ch * HW,
+               HW * sizeof(float));
     for (int ch = 0; ch < 4 && !rc; ch++) /* mask: 1 for latent 0 only */
         for (int f = 0; f < c->cap; f++)
-            for (size_t i = 0; i < HW; i++) c->cond[((size_t)ch * c->cap + f) * HW + i] = f == 0 ? 1.0f : 0.0f;
+            for (size_t i = 0; i < HW; i++)
+                c->cond[((size_t)ch * c->cap + f) * HW + i] = f == 0 ? 1.0f : 0.0f;
     free(first);
     if (rc) {
         eng_cond_destroy(c);
@@ -118,21 +123,24 @@ int eng_cond_from_image(const eng_config *cfg, const vae_weights *vae, const cli
     return 0;
 }
 
-const float *eng_cond_clip(const eng_cond *c) { return c->clip; }
+const float *eng_cond_clip(const eng_cond *c) {
+    return c->clip;
+}
 
 int eng_cond_slice(eng_cond *c, int64_t frame0, int T, float *dst, char *err, size_t errlen) {
     const size_t HW = (size_t)c->lat_h * c->lat_w;
     int64_t last = frame0 + T - 1;
     if (!c->bounded) {
-        int rc = encode_until(c, last < COND_DISTINCT - 1 ? (int)last : COND_DISTINCT - 1, err, errlen);
+        int rc =
+            encode_until(c, last < COND_DISTINCT - 1 ? (int)last : COND_DISTINCT - 1, err, errlen);
         if (rc) return rc;
     }
     for (int f = 0; f < T; f++) {
         int64_t g = frame0 + f;
         int64_t src = g < c->ready ? g : c->ready - 1;
         for (int ch = 0; ch < 20; ch++)
-            memcpy(dst + ((size_t)ch * T + f) * HW, c->cond + ((size_t)ch * c->cap + (size_t)src) * HW,
-                   HW * sizeof(float));
+            memcpy(dst + ((size_t)ch * T + f) * HW,
+                   c->cond + ((size_t)ch * c->cap + (size_t)src) * HW, HW * sizeof(float));
     }
     return 0;
 }

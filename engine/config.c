@@ -77,8 +77,8 @@ int eng_config_preset(eng_config *out, const char *size, eng_variant v, char *er
     else if (strcmp(size, "tiny") == 0)
         preset_tiny(&c);
     else
-        return eng_errorf(err, errlen, ENG_EINVAL, "unknown model size '%s' (expected full or tiny)",
-                          size);
+        return eng_errorf(err, errlen, ENG_EINVAL,
+                          "unknown model size '%s' (expected full or tiny)", size);
     c.in_dim = 36, c.out_dim = 16, c.freq_dim = 256, c.eps = 1e-6f;
     c.patch[0] = 1, c.patch[1] = 2, c.patch[2] = 2;
     c.frames_per_block = 3;
@@ -214,26 +214,34 @@ static int parse_action_config(const json_ctx *j, const cJSON *ac, eng_config *c
 
 /* "wmserve": engine settings that the official config.json does not carry because the reference
  * hard-codes them (resolution, CLIP width) or reads them from the inference yaml (sampler steps).
- * Only needed for models other than the releases, e.g. the tiny test model saved as a checkpoint. */
+ * Only needed for models other than the releases, e.g. the tiny test model saved as a checkpoint.
+ */
 static int parse_wmserve_block(const json_ctx *j, const cJSON *o, eng_config *c) {
     if (!cJSON_IsObject(o))
-        return eng_errorf(j->err, j->errlen, ENG_ECONFIG, "%s: 'wmserve' must be an object", j->origin);
+        return eng_errorf(j->err, j->errlen, ENG_ECONFIG, "%s: 'wmserve' must be an object",
+                          j->origin);
     int rc = 0;
     for (const cJSON *it = o->child; it && !rc; it = it->next) {
         const char *k = it->string;
-        if (strcmp(k, "latent_height") == 0) rc = json_int(j, it, "wmserve.latent_height", 2, 1 << 12, &c->lat_h);
-        else if (strcmp(k, "latent_width") == 0) rc = json_int(j, it, "wmserve.latent_width", 2, 1 << 12, &c->lat_w);
-        else if (strcmp(k, "clip_dim") == 0) rc = json_int(j, it, "wmserve.clip_dim", 1, 1 << 16, &c->clip_dim);
-        else if (strcmp(k, "clip_tokens") == 0) rc = json_int(j, it, "wmserve.clip_tokens", 1, 1 << 16, &c->clip_tokens);
+        if (strcmp(k, "latent_height") == 0)
+            rc = json_int(j, it, "wmserve.latent_height", 2, 1 << 12, &c->lat_h);
+        else if (strcmp(k, "latent_width") == 0)
+            rc = json_int(j, it, "wmserve.latent_width", 2, 1 << 12, &c->lat_w);
+        else if (strcmp(k, "clip_dim") == 0)
+            rc = json_int(j, it, "wmserve.clip_dim", 1, 1 << 16, &c->clip_dim);
+        else if (strcmp(k, "clip_tokens") == 0)
+            rc = json_int(j, it, "wmserve.clip_tokens", 1, 1 << 16, &c->clip_tokens);
         else if (strcmp(k, "denoising_step_list") == 0) {
             int n = cJSON_IsArray(it) ? cJSON_GetArraySize(it) : 0;
             if (n < 1 || n > ENG_MAX_STEPS)
                 return eng_errorf(j->err, j->errlen, ENG_ECONFIG,
-                                  "%s: 'wmserve.denoising_step_list' must list 1 to %d steps", j->origin, ENG_MAX_STEPS);
+                                  "%s: 'wmserve.denoising_step_list' must list 1 to %d steps",
+                                  j->origin, ENG_MAX_STEPS);
             rc = json_int_list(j, it, "wmserve.denoising_step_list", c->denoising_steps, n);
             c->num_steps = n;
         } else
-            return eng_errorf(j->err, j->errlen, ENG_ECONFIG, "%s: unknown key 'wmserve.%s'", j->origin, k);
+            return eng_errorf(j->err, j->errlen, ENG_ECONFIG, "%s: unknown key 'wmserve.%s'",
+                              j->origin, k);
     }
     return rc;
 }
@@ -251,17 +259,24 @@ static int parse_top_level(const json_ctx *j, const cJSON *root, eng_config *c) 
     int rc = 0, have_action = 0;
     for (const cJSON *it = root->child; it && !rc; it = it->next) {
         const char *k = it->string;
-        if (strcmp(k, "dim") == 0) rc = json_int(j, it, k, 1, 1 << 16, &c->dim);
-        else if (strcmp(k, "ffn_dim") == 0) rc = json_int(j, it, k, 1, 1 << 18, &c->ffn_dim);
+        if (strcmp(k, "dim") == 0)
+            rc = json_int(j, it, k, 1, 1 << 16, &c->dim);
+        else if (strcmp(k, "ffn_dim") == 0)
+            rc = json_int(j, it, k, 1, 1 << 18, &c->ffn_dim);
         else if (strcmp(k, "num_layers") == 0)
             rc = json_int(j, it, k, 1, ENG_MAX_LAYERS, &c->num_layers);
-        else if (strcmp(k, "num_heads") == 0) rc = json_int(j, it, k, 1, 4096, &c->num_heads);
-        else if (strcmp(k, "in_dim") == 0) rc = json_int(j, it, k, 36, 36, &c->in_dim);
-        else if (strcmp(k, "out_dim") == 0) rc = json_int(j, it, k, 16, 16, &c->out_dim);
-        else if (strcmp(k, "freq_dim") == 0) rc = json_int(j, it, k, 2, 1 << 16, &c->freq_dim);
+        else if (strcmp(k, "num_heads") == 0)
+            rc = json_int(j, it, k, 1, 4096, &c->num_heads);
+        else if (strcmp(k, "in_dim") == 0)
+            rc = json_int(j, it, k, 36, 36, &c->in_dim);
+        else if (strcmp(k, "out_dim") == 0)
+            rc = json_int(j, it, k, 16, 16, &c->out_dim);
+        else if (strcmp(k, "freq_dim") == 0)
+            rc = json_int(j, it, k, 2, 1 << 16, &c->freq_dim);
         else if (strcmp(k, "local_attn_size") == 0)
             rc = json_int(j, it, k, 3, 1 << 16, &c->local_attn_size);
-        else if (strcmp(k, "sink_size") == 0) rc = json_int(j, it, k, 0, 0, &c->sink_size);
+        else if (strcmp(k, "sink_size") == 0)
+            rc = json_int(j, it, k, 0, 0, &c->sink_size);
         else if (strcmp(k, "patch_size") == 0) {
             rc = json_int_list(j, it, k, c->patch, 3);
             if (!rc && (c->patch[0] != 1 || c->patch[1] != 2 || c->patch[2] != 2))
@@ -271,7 +286,8 @@ static int parse_top_level(const json_ctx *j, const cJSON *root, eng_config *c) 
             if (!cJSON_IsNumber(it) || !(it->valuedouble > 0) || it->valuedouble > 1e-2)
                 rc = eng_errorf(j->err, j->errlen, ENG_ECONFIG, "%s: 'eps' must be in (0, 0.01]",
                                 j->origin);
-            else c->eps = (float)it->valuedouble;
+            else
+                c->eps = (float)it->valuedouble;
         } else if (strcmp(k, "model_type") == 0) {
             if (!cJSON_IsString(it) || strcmp(it->valuestring, "i2v") != 0)
                 rc = eng_errorf(j->err, j->errlen, ENG_ECONFIG,
@@ -289,8 +305,10 @@ static int parse_top_level(const json_ctx *j, const cJSON *root, eng_config *c) 
     }
     if (!rc && !have_action)
         rc = eng_errorf(j->err, j->errlen, ENG_ECONFIG,
-                        "%s: no 'action_config' (not a Matrix-Game-2.0 distilled config)", j->origin);
-    if (!rc) rc = parse_action_config(j, cJSON_GetObjectItemCaseSensitive(root, "action_config"), c);
+                        "%s: no 'action_config' (not a Matrix-Game-2.0 distilled config)",
+                        j->origin);
+    if (!rc)
+        rc = parse_action_config(j, cJSON_GetObjectItemCaseSensitive(root, "action_config"), c);
     return rc;
 }
 

@@ -7,8 +7,8 @@
 #include <stddef.h>
 
 #define ENG_MAX_LAYERS 64
-#define ENG_MAX_STEPS 8
-#define ENG_MAX_KDIM 16
+#define ENG_MAX_STEPS  8
+#define ENG_MAX_KDIM   16
 
 typedef enum {
     ENG_VARIANT_UNIVERSAL = 0, /* keyboard 4 + mouse 2, window 6 */
@@ -24,26 +24,26 @@ typedef struct eng_config {
     /* backbone */
     int dim, ffn_dim, num_layers, num_heads, head_dim;
     int in_dim, out_dim, freq_dim;
-    float eps;          /* 1e-6: block/head LayerNorms and main QK RMSNorms */
-    int patch[3];       /* (1, 2, 2) */
-    int lat_h, lat_w;   /* latent frame size: 44 x 80 for 352 x 640 video */
-    int frames_per_block; /* T = 3 */
-    int local_attn_size;  /* W, attention window in latent frames, current block included */
-    int sink_size;        /* 0 in every release; anything else is rejected */
+    float eps;                 /* 1e-6: block/head LayerNorms and main QK RMSNorms */
+    int patch[3];              /* (1, 2, 2) */
+    int lat_h, lat_w;          /* latent frame size: 44 x 80 for 352 x 640 video */
+    int frames_per_block;      /* T = 3 */
+    int local_attn_size;       /* W, attention window in latent frames, current block included */
+    int sink_size;             /* 0 in every release; anything else is rejected */
     int clip_dim, clip_tokens; /* visual_context: 257 x 1280 */
 
     /* action module */
     unsigned char action_layer[ENG_MAX_LAYERS]; /* 1 where the block has an action module */
     int enable_mouse, enable_keyboard;
     int keyboard_dim_in, mouse_dim_in;
-    int kb_embed_dim;     /* `hidden_size`: per-video-frame keyboard embedding width (128) */
-    int keyboard_hidden;  /* 1024 */
-    int mouse_hidden;     /* 1024 */
-    int action_heads;     /* 16 */
+    int kb_embed_dim;        /* `hidden_size`: per-video-frame keyboard embedding width (128) */
+    int keyboard_hidden;     /* 1024 */
+    int mouse_hidden;        /* 1024 */
+    int action_heads;        /* 16 */
     int action_rope_dims[3]; /* mouse_qk_dim_list: only the first (temporal) part rotates */
     float action_rope_theta; /* 256 */
-    int vae_time_ratio;   /* 4 video frames per latent frame */
-    int windows_size;     /* 3: the action window spans 4 * 3 = 12 video frames */
+    int vae_time_ratio;      /* 4 video frames per latent frame */
+    int windows_size;        /* 3: the action window spans 4 * 3 = 12 video frames */
 
     /* sampler (from the variant's inference yaml) */
     int num_steps;
@@ -61,8 +61,12 @@ typedef struct eng_config {
 static inline int eng_tokens_per_frame(const eng_config *c) {
     return (c->lat_h / c->patch[1]) * (c->lat_w / c->patch[2]);
 }
-static inline int eng_grid_h(const eng_config *c) { return c->lat_h / c->patch[1]; }
-static inline int eng_grid_w(const eng_config *c) { return c->lat_w / c->patch[2]; }
+static inline int eng_grid_h(const eng_config *c) {
+    return c->lat_h / c->patch[1];
+}
+static inline int eng_grid_w(const eng_config *c) {
+    return c->lat_w / c->patch[2];
+}
 static inline int eng_action_window(const eng_config *c) {
     return c->vae_time_ratio * c->windows_size; /* P = 12 video frames */
 }

@@ -22,10 +22,10 @@ typedef struct eng_model eng_model;
 typedef struct eng_session eng_session;
 
 typedef struct eng_model_options {
-    int variant;            /* eng_variant, or -1: from config.json / the weights (synthetic: universal) */
-    int num_layers;         /* 0: as configured; n > 0: only the first n layers (reduced depth) */
-    uint64_t weight_seed;   /* synthetic weights' seed */
-    int rope_pos_limit;     /* 0: default (1024, the reference's table) */
+    int variant;    /* eng_variant, or -1: from config.json / the weights (synthetic: universal) */
+    int num_layers; /* 0: as configured; n > 0: only the first n layers (reduced depth) */
+    uint64_t weight_seed; /* synthetic weights' seed */
+    int rope_pos_limit;   /* 0: default (1024, the reference's table) */
 } eng_model_options;
 
 /* spec: "synthetic:tiny", "synthetic:full", a checkpoint directory, or a .safetensors file.
@@ -46,7 +46,8 @@ const char *eng_model_describe(const eng_model *m);
  *   "b{n}.s{k}.v"        that forward's raw model output (velocity)
  *   "b{n}.s{k}.layer{i}" hidden state after transformer block i ([3*S][D]), for the forward
  *                        selected by trace_hidden_block / trace_hidden_step only
- *   "b{n}.noise{k}"      the noise tensor used (k = 0 initial, k >= 1 re-noising before step k+1) */
+ *   "b{n}.noise{k}"      the noise tensor used (k = 0 initial, k >= 1 re-noising before step k+1)
+ */
 typedef void (*eng_trace_fn)(void *user, const char *name, const float *data, int ndim,
                              const int64_t *shape);
 /* Supplies noise instead of the generator: fill dst (n floats, [16][3][H][W]) for block `block`,
@@ -59,9 +60,9 @@ typedef struct eng_session_params {
     uint64_t seed;       /* noise streams: Philox key */
     uint32_t session_id; /* noise streams: stream word s0 */
     /* Conditioning, either given directly ... */
-    const float *cond;   /* [20][cond_frames][H][W]; latent f uses frame min(f, cond_frames - 1) */
+    const float *cond; /* [20][cond_frames][H][W]; latent f uses frame min(f, cond_frames - 1) */
     int cond_frames;
-    const float *clip;   /* [clip_tokens][clip_dim] visual_context */
+    const float *clip; /* [clip_tokens][clip_dim] visual_context */
     /* ... or computed from a start image by the model's VAE encoder and CLIP (cond and clip NULL):
      * [3][video_h][video_w] in [-1, 1] (engine/image.h img_prepare makes it from a PNG/JPEG). */
     const float *image;
@@ -102,8 +103,8 @@ int eng_model_has_encoders(const eng_model *m);
  * streaming VAE decoder into RGB8 frames rgb [n][video_h][video_w][3]; n = 9 for block 0, 12 after
  * (ENG_MAX_FRAMES_PER_BLOCK bounds it). Blocks must be decoded in order. */
 #define ENG_MAX_FRAMES_PER_BLOCK 12
-int eng_session_decode(eng_session *s, const float *latents, uint8_t *rgb, int *nframes,
-                       char *err, size_t errlen);
+int eng_session_decode(eng_session *s, const float *latents, uint8_t *rgb, int *nframes, char *err,
+                       size_t errlen);
 
 /* Call first in main(): makes idle OpenMP threads sleep instead of spinning against OpenBLAS's
  * threads (sets OMP_WAIT_POLICY=passive and re-executes the program when it is unset). */

@@ -7,14 +7,14 @@
 
 enum {
     ENG_OK = 0,
-    ENG_EINVAL = -1,        /* bad argument from the caller */
-    ENG_EIO = -2,           /* file system error */
-    ENG_ENOMEM = -3,        /* allocation failed */
-    ENG_ECONFIG = -4,       /* config.json invalid or unsupported */
+    ENG_EINVAL = -1,          /* bad argument from the caller */
+    ENG_EIO = -2,             /* file system error */
+    ENG_ENOMEM = -3,          /* allocation failed */
+    ENG_ECONFIG = -4,         /* config.json invalid or unsupported */
     ENG_ECONFIG_FOREIGN = -5, /* config.json of another format (e.g. Diffusers) */
-    ENG_EFORMAT = -6,       /* malformed file (safetensors, JSON, ...) */
-    ENG_EWEIGHTS = -7,      /* weights missing, unexpected, wrong shape/dtype, non-finite */
-    ENG_ESTATE = -8,        /* call not valid in the object's current state */
+    ENG_EFORMAT = -6,         /* malformed file (safetensors, JSON, ...) */
+    ENG_EWEIGHTS = -7,        /* weights missing, unexpected, wrong shape/dtype, non-finite */
+    ENG_ESTATE = -8,          /* call not valid in the object's current state */
 };
 
 /* Formats into err (if non-NULL) and returns code; for `return eng_errorf(...)`. */

@@ -16,7 +16,7 @@
 #include <cjson/cJSON.h>
 
 #define MAX_SHARDS 64
-#define PATH_LEN 4096
+#define PATH_LEN   4096
 
 struct eng_model {
     eng_weights w;
@@ -26,17 +26,29 @@ struct eng_model {
     char desc[3 * PATH_LEN];
 };
 
-const eng_config *eng_model_config(const eng_model *m) { return &m->w.cfg; }
-const eng_weights *eng_model_weights(const eng_model *m) { return &m->w; }
-const vae_weights *eng_model_vae(const eng_model *m) { return m->vae; }
-const clip_weights *eng_model_clip(const eng_model *m) { return m->clip; }
-const char *eng_model_describe(const eng_model *m) { return m->desc; }
+const eng_config *eng_model_config(const eng_model *m) {
+    return &m->w.cfg;
+}
+const eng_weights *eng_model_weights(const eng_model *m) {
+    return &m->w;
+}
+const vae_weights *eng_model_vae(const eng_model *m) {
+    return m->vae;
+}
+const clip_weights *eng_model_clip(const eng_model *m) {
+    return m->clip;
+}
+const char *eng_model_describe(const eng_model *m) {
+    return m->desc;
+}
 
 void eng_model_video_size(const eng_model *m, int *width, int *height) {
     *width = 8 * m->w.cfg.lat_w;
     *height = 8 * m->w.cfg.lat_h;
 }
-int eng_model_has_decoder(const eng_model *m) { return m->vae && (m->vae_parts & VAE_PART_DECODER); }
+int eng_model_has_decoder(const eng_model *m) {
+    return m->vae && (m->vae_parts & VAE_PART_DECODER);
+}
 int eng_model_has_encoders(const eng_model *m) {
     return m->vae && (m->vae_parts & VAE_PART_ENCODER) && m->clip;
 }
@@ -70,10 +82,12 @@ typedef struct weight_files {
 
 static int add_path(weight_files *wf, const char *dir, const char *name, char *err, size_t errlen) {
     if (wf->n >= MAX_SHARDS)
-        return eng_errorf(err, errlen, ENG_EINVAL, "%s: more than %d weight shards", dir, MAX_SHARDS);
+        return eng_errorf(err, errlen, ENG_EINVAL, "%s: more than %d weight shards", dir,
+                          MAX_SHARDS);
     int w = dir ? snprintf(wf->paths[wf->n], PATH_LEN, "%s/%s", dir, name)
                 : snprintf(wf->paths[wf->n], PATH_LEN, "%s", name);
-    if (w < 0 || w >= PATH_LEN) return eng_errorf(err, errlen, ENG_EINVAL, "path too long: %s", name);
+    if (w < 0 || w >= PATH_LEN)
+        return eng_errorf(err, errlen, ENG_EINVAL, "path too long: %s", name);
     wf->n++;
     return 0;
 }
@@ -92,13 +106,14 @@ static int read_index(const char *dir, const char *index, weight_files *wf, char
     if (big) return eng_errorf(err, errlen, ENG_EFORMAT, "%s: index larger than 8 MB", path);
     cJSON *root = cJSON_ParseWithLength(buf, n);
     const cJSON *map = cJSON_GetObjectItemCaseSensitive(root, "weight_map");
-    int rc = cJSON_IsObject(map) ? 0
-                                 : eng_errorf(err, errlen, ENG_EFORMAT,
-                                              "%s: not a safetensors index (no weight_map object)", path);
+    int rc = cJSON_IsObject(map)
+                 ? 0
+                 : eng_errorf(err, errlen, ENG_EFORMAT,
+                              "%s: not a safetensors index (no weight_map object)", path);
     for (const cJSON *it = map ? map->child : NULL; it && !rc; it = it->next) {
         if (!cJSON_IsString(it) || strchr(it->valuestring, '/') || it->valuestring[0] == '.') {
-            rc = eng_errorf(err, errlen, ENG_EFORMAT, "%s: weight_map['%s'] is not a plain file name",
-                            path, it->string);
+            rc = eng_errorf(err, errlen, ENG_EFORMAT,
+                            "%s: weight_map['%s'] is not a plain file name", path, it->string);
             break;
         }
         int seen = 0;
@@ -111,7 +126,9 @@ static int read_index(const char *dir, const char *index, weight_files *wf, char
     return rc;
 }
 
-static int cmp_str(const void *a, const void *b) { return strcmp(a, b); }
+static int cmp_str(const void *a, const void *b) {
+    return strcmp(a, b);
+}
 
 /* Every *.safetensors of a folder (via its index when there is one). */
 static int scan_folder(const char *dir, weight_files *wf, char *err, size_t errlen) {
@@ -121,7 +138,8 @@ static int scan_folder(const char *dir, weight_files *wf, char *err, size_t errl
     int n = 0, rc = 0;
     char index[256] = "";
     for (struct dirent *e; (e = readdir(d)) != NULL;) {
-        if (ends_with(e->d_name, ".safetensors.index.json")) snprintf(index, sizeof index, "%s", e->d_name);
+        if (ends_with(e->d_name, ".safetensors.index.json"))
+            snprintf(index, sizeof index, "%s", e->d_name);
         else if (ends_with(e->d_name, ".safetensors") && n < MAX_SHARDS)
             snprintf(names[n++], sizeof names[0], "%s", e->d_name);
     }
@@ -159,12 +177,14 @@ static int infer_variant_from_weights(const weight_files *wf, char *err, size_t 
         int v = -1;
         for (size_t t = 0; t < st_count(f) && v < 0; t++) {
             const st_tensor *x = st_get(f, t);
-            if (ends_with(x->name, "blocks.0.action_model.keyboard_embed.0.weight") && x->ndim == 2) {
+            if (ends_with(x->name, "blocks.0.action_model.keyboard_embed.0.weight") &&
+                x->ndim == 2) {
                 int has_mouse = 0;
                 for (size_t u = 0; u < st_count(f); u++)
                     has_mouse |= strstr(st_get(f, u)->name, "mouse_mlp") != NULL;
-                v = !has_mouse ? ENG_VARIANT_TEMPLERUN
-                    : x->shape[1] == 2 ? ENG_VARIANT_GTA_DRIVE : ENG_VARIANT_UNIVERSAL;
+                v = !has_mouse         ? ENG_VARIANT_TEMPLERUN
+                    : x->shape[1] == 2 ? ENG_VARIANT_GTA_DRIVE
+                                       : ENG_VARIANT_UNIVERSAL;
             }
         }
         st_close(f);
@@ -172,7 +192,8 @@ static int infer_variant_from_weights(const weight_files *wf, char *err, size_t 
     }
     return eng_errorf(err, errlen, ENG_EWEIGHTS,
                       "%s: no blocks.0.action_model.keyboard_embed.0.weight; cannot tell the "
-                      "variant (pass --variant)", wf->paths[0]);
+                      "variant (pass --variant)",
+                      wf->paths[0]);
 }
 
 /* Resolves a directory or file spec to weight files, a config and a description. */
@@ -186,13 +207,17 @@ static int resolve_checkpoint(const char *spec, int variant, weight_files *wf, e
         rc = add_path(wf, NULL, spec, err, errlen);
         snprintf(wdir, sizeof wdir, "%s", spec);
         char *slash = strrchr(wdir, '/');
-        if (slash) *slash = 0; else snprintf(wdir, sizeof wdir, ".");
+        if (slash)
+            *slash = 0;
+        else
+            snprintf(wdir, sizeof wdir, ".");
         snprintf(root, sizeof root, "%s", wdir);
         snprintf(layout, sizeof layout, "file");
     } else if (!is_dir(spec)) {
         return eng_errorf(err, errlen, ENG_EIO,
                           "model '%s': no such directory or .safetensors file (or use "
-                          "synthetic:tiny / synthetic:full)", spec);
+                          "synthetic:tiny / synthetic:full)",
+                          spec);
     } else {
         int found = -1, nfound = 0;
         for (int v = 0; v < ENG_VARIANT_COUNT; v++) {
@@ -222,10 +247,11 @@ static int resolve_checkpoint(const char *spec, int variant, weight_files *wf, e
         }
         if (!rc && wf->n == 0) {
             if (variant >= 0)
-                return eng_errorf(err, errlen, ENG_EIO,
-                                  "%s: no weights for %s (expected %s/%s, transformer/*.safetensors "
-                                  "or *.safetensors)", spec, eng_variant_name((eng_variant)variant),
-                                  spec, official_files[variant]);
+                return eng_errorf(
+                    err, errlen, ENG_EIO,
+                    "%s: no weights for %s (expected %s/%s, transformer/*.safetensors "
+                    "or *.safetensors)",
+                    spec, eng_variant_name((eng_variant)variant), spec, official_files[variant]);
             return eng_errorf(err, errlen, ENG_EIO,
                               "%s: no weights found (expected one of %s, %s, %s under it, "
                               "transformer/*.safetensors or *.safetensors)",
@@ -238,9 +264,12 @@ static int resolve_checkpoint(const char *spec, int variant, weight_files *wf, e
     int have_cfg = 0;
     if (find_config(root, wdir, variant, cpath)) {
         rc = eng_config_load_json(cfg, cpath, variant, err, errlen);
-        if (rc == ENG_ECONFIG_FOREIGN) rc = 0, config_note = "built-in preset (foreign config.json)";
-        else if (rc) return rc;
-        else have_cfg = 1, config_note = cpath;
+        if (rc == ENG_ECONFIG_FOREIGN)
+            rc = 0, config_note = "built-in preset (foreign config.json)";
+        else if (rc)
+            return rc;
+        else
+            have_cfg = 1, config_note = cpath;
     }
     if (!have_cfg) {
         if (variant < 0) variant = infer_variant_from_weights(wf, err, errlen);
@@ -266,7 +295,8 @@ static int apply_options(eng_config *cfg, const eng_model_options *o, char *err,
 }
 
 /* Synthetic VAE and CLIP of the DiT's size ("tiny" or "full"). */
-static int synthetic_encoders(eng_model *m, const char *size, uint64_t seed, char *err, size_t errlen) {
+static int synthetic_encoders(eng_model *m, const char *size, uint64_t seed, char *err,
+                              size_t errlen) {
     vae_config vc;
     clip_config cc;
     int rc = vae_config_preset(&vc, size, err, errlen);
@@ -291,9 +321,11 @@ static const char *first_file(const char *root, const char *const *names, int n,
  * load. */
 static int load_encoders(eng_model *m, const char *spec, char *note, size_t notelen, char *err,
                          size_t errlen) {
-    static const char *const vae_names[] = {"Wan2.1_VAE.pth", "vae/diffusion_pytorch_model.safetensors"};
-    static const char *const clip_names[] = {"models_clip_open-clip-xlm-roberta-large-vit-huge-14.pth",
-                                             "image_encoder/model.safetensors"};
+    static const char *const vae_names[] = {"Wan2.1_VAE.pth",
+                                            "vae/diffusion_pytorch_model.safetensors"};
+    static const char *const clip_names[] = {
+        "models_clip_open-clip-xlm-roberta-large-vit-huge-14.pth",
+        "image_encoder/model.safetensors"};
     char vbuf[PATH_LEN], cbuf[PATH_LEN];
     const char *vpath = is_dir(spec) ? first_file(spec, vae_names, 2, vbuf) : "";
     const char *cpath = is_dir(spec) ? first_file(spec, clip_names, 2, cbuf) : "";
@@ -301,7 +333,9 @@ static int load_encoders(eng_model *m, const char *spec, char *note, size_t note
     if (vpath[0]) {
         vae_config vc;
         rc = vae_config_preset(&vc, "full", err, errlen);
-        if (!rc) rc = vae_weights_load(&vc, vpath, VAE_PART_DECODER | VAE_PART_ENCODER, &m->vae, err, errlen);
+        if (!rc)
+            rc = vae_weights_load(&vc, vpath, VAE_PART_DECODER | VAE_PART_ENCODER, &m->vae, err,
+                                  errlen);
         m->vae_parts = VAE_PART_DECODER | VAE_PART_ENCODER;
     }
     if (!rc && cpath[0]) {

@@ -19,14 +19,14 @@ struct eng_session {
     eng_model *model;
     const eng_config *cfg;
     eng_session_params p;
-    eng_cond *cond;         /* conditioning (given, or from the start image) */
-    vae_decoder *dec;       /* streaming VAE decoder, when the model has one */
-    float *frames;          /* [3][12][video_h][video_w] decode scratch */
+    eng_cond *cond;   /* conditioning (given, or from the start image) */
+    vae_decoder *dec; /* streaming VAE decoder, when the model has one */
+    float *frames;    /* [3][12][video_h][video_w] decode scratch */
     dit_store store;
     dit_workspace *ws;
     eng_action_frame history[HISTORY];
     int64_t next_block;
-    int64_t rope_base;      /* RoPE position = latent frame - rope_base */
+    int64_t rope_base; /* RoPE position = latent frame - rope_base */
     /* per-block buffers */
     float *x, *x0, *v, *eps, *cond_blk, *mouse_win, *kb_win;
     float tau[ENG_MAX_STEPS], sigma[ENG_MAX_STEPS];
@@ -53,15 +53,18 @@ void eng_session_destroy(eng_session *s) {
     free(s);
 }
 
-static int make_conditioning(eng_session *s, const eng_session_params *p, char *err, size_t errlen) {
+static int make_conditioning(eng_session *s, const eng_session_params *p, char *err,
+                             size_t errlen) {
     const eng_config *c = s->cfg;
     if (p->image && (p->cond || p->clip))
-        return eng_errorf(err, errlen, ENG_EINVAL, "give either a start image or cond/clip tensors, not both");
+        return eng_errorf(err, errlen, ENG_EINVAL,
+                          "give either a start image or cond/clip tensors, not both");
     if (p->image) {
         if (!eng_model_has_encoders(s->model))
-            return eng_errorf(err, errlen, ENG_ESTATE,
-                              "this model has no VAE encoder and CLIP (%s): it cannot start from an image",
-                              eng_model_describe(s->model));
+            return eng_errorf(
+                err, errlen, ENG_ESTATE,
+                "this model has no VAE encoder and CLIP (%s): it cannot start from an image",
+                eng_model_describe(s->model));
         return eng_cond_from_image(c, eng_model_vae(s->model), eng_model_clip(s->model), p->image,
                                    &s->cond, err, errlen);
     }
@@ -94,8 +97,9 @@ int eng_session_create(eng_model *m, const eng_session_params *p, eng_session **
         int vw, vh;
         eng_model_video_size(m, &vw, &vh);
         s->frames = malloc(3 * (size_t)ENG_MAX_FRAMES_PER_BLOCK * (size_t)vw * vh * sizeof(float));
-        rc = s->frames ? vae_decoder_create(eng_model_vae(m), c->lat_h, c->lat_w, &s->dec, err, errlen)
-                       : eng_errorf(err, errlen, ENG_ENOMEM, "out of memory for decode buffers");
+        rc = s->frames
+                 ? vae_decoder_create(eng_model_vae(m), c->lat_h, c->lat_w, &s->dec, err, errlen)
+                 : eng_errorf(err, errlen, ENG_ENOMEM, "out of memory for decode buffers");
     }
     if (rc) {
         eng_session_destroy(s);
@@ -122,14 +126,17 @@ int eng_session_block_video_frames(const eng_session *s) {
                               : c->vae_time_ratio * c->frames_per_block;
 }
 
-int64_t eng_session_next_block(const eng_session *s) { return s->next_block; }
+int64_t eng_session_next_block(const eng_session *s) {
+    return s->next_block;
+}
 
 void eng_action_windows(const eng_config *c, const eng_action_frame *history, int64_t history_len,
                         int64_t frame0, int F, float *mouse_win, float *kb_win) {
     const int P = eng_action_window(c), kd = c->keyboard_dim_in;
     for (int f = 0; f < F; f++)
         for (int m = 0; m < P; m++) {
-            const eng_action_frame *a = &history[eng_action_window_index(c, frame0 + f, m) % history_len];
+            const eng_action_frame *a =
+                &history[eng_action_window_index(c, frame0 + f, m) % history_len];
             if (mouse_win) {
                 mouse_win[((size_t)f * P + m) * 2 + 0] = a->mouse[0];
                 mouse_win[((size_t)f * P + m) * 2 + 1] = a->mouse[1];
@@ -183,8 +190,8 @@ static int forward(eng_session *s, int step, const float *x, float t, float *v, 
     float tf[ENG_MAX_STEPS];
     for (int f = 0; f < T; f++) tf[f] = t;
     hidden_trace ht = {s, tag};
-    const int hidden = s->p.trace && s->p.trace_hidden_block == s->next_block &&
-                       s->p.trace_hidden_step == step;
+    const int hidden =
+        s->p.trace && s->p.trace_hidden_block == s->next_block && s->p.trace_hidden_step == step;
     dit_inputs in = {.nframes = T,
                      .frame0 = s->next_block * T,
                      .rope_base = s->rope_base,
@@ -221,7 +228,8 @@ int eng_session_run_block(eng_session *s, const eng_action_frame *actions, int n
     const int T = c->frames_per_block, K = c->num_steps;
     const int want = eng_session_block_video_frames(s);
     if (nactions != want)
-        return eng_errorf(err, errlen, ENG_EINVAL, "block %lld needs %d video frames of actions, got %d",
+        return eng_errorf(err, errlen, ENG_EINVAL,
+                          "block %lld needs %d video frames of actions, got %d",
                           (long long)s->next_block, want, nactions);
     double t_start = now_ms();
     const int64_t s0 = s->next_block * T;
@@ -233,7 +241,8 @@ int eng_session_run_block(eng_session *s, const eng_action_frame *actions, int n
     if (rc) return rc;
     maybe_rebase(s);
     if (!s->store.cross_ready)
-        dit_cpu_prepare_cross(eng_model_weights(s->model), eng_cond_clip(s->cond), &s->store, s->ws);
+        dit_cpu_prepare_cross(eng_model_weights(s->model), eng_cond_clip(s->cond), &s->store,
+                              s->ws);
 
     eng_block_timings tm = {0};
     const size_t n = block_floats(c, 16);
@@ -246,8 +255,7 @@ int eng_session_run_block(eng_session *s, const eng_action_frame *actions, int n
         if (k + 1 < K) {
             rc = draw_noise(s, k + 1, s->eps, err, errlen);
             const float sn = s->sigma[k + 1];
-            for (size_t i = 0; i < n && !rc; i++)
-                s->x[i] = (1.0f - sn) * s->x0[i] + sn * s->eps[i];
+            for (size_t i = 0; i < n && !rc; i++) s->x[i] = (1.0f - sn) * s->x0[i] + sn * s->eps[i];
         }
     }
     /* context pass: clean x0 at t = 0 rewrites this block's cache entries; output discarded */
@@ -261,13 +269,14 @@ int eng_session_run_block(eng_session *s, const eng_action_frame *actions, int n
     return 0;
 }
 
-int eng_session_decode(eng_session *s, const float *latents, uint8_t *rgb, int *nframes,
-                       char *err, size_t errlen) {
+int eng_session_decode(eng_session *s, const float *latents, uint8_t *rgb, int *nframes, char *err,
+                       size_t errlen) {
     *nframes = 0;
     if (!s->dec)
         return eng_errorf(err, errlen, ENG_ESTATE, "this model has no VAE decoder (%s)",
                           eng_model_describe(s->model));
-    int n = 0, rc = vae_decode(s->dec, latents, s->cfg->frames_per_block, s->frames, &n, err, errlen);
+    int n = 0,
+        rc = vae_decode(s->dec, latents, s->cfg->frames_per_block, s->frames, &n, err, errlen);
     if (rc) return rc;
     int vw, vh;
     eng_model_video_size(s->model, &vw, &vh);
@@ -291,8 +300,7 @@ int eng_synthetic_conditioning(const eng_config *c, uint64_t seed, int frames, f
                 for (size_t i = 0; i < HW; i++) dst[i] = f == 0 ? 1.0f : 0.0f;
             } else {
                 size_t src = f < distinct ? f : distinct - 1;
-                for (size_t i = 0; i < HW; i++)
-                    dst[i] = lat[((ch - 4) * distinct + src) * HW + i];
+                for (size_t i = 0; i < HW; i++) dst[i] = lat[((ch - 4) * distinct + src) * HW + i];
             }
         }
     free(lat);

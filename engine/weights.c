@@ -41,8 +41,8 @@ static void emit(visit_ctx *v, float **slot, eng_param_kind kind, int ndim, cons
     v->rc = v->fn(v->user, &p);
 }
 
-#define SHAPE(...) ((const int64_t[]){__VA_ARGS__})
-#define NDIM(...) ((int)(sizeof((const int64_t[]){__VA_ARGS__}) / sizeof(int64_t)))
+#define SHAPE(...)               ((const int64_t[]){__VA_ARGS__})
+#define NDIM(...)                ((int)(sizeof((const int64_t[]){__VA_ARGS__}) / sizeof(int64_t)))
 #define P(slot, kind, name, ...) emit(v, slot, kind, NDIM(__VA_ARGS__), SHAPE(__VA_ARGS__), name)
 #define PL(slot, kind, fmt, arg, ...)                                                              \
     emit(v, slot, kind, NDIM(__VA_ARGS__), SHAPE(__VA_ARGS__), fmt, arg)
@@ -59,8 +59,8 @@ static void linear(visit_ctx *v, float **w, float **b, int64_t out, int64_t in, 
 static void visit_action(visit_ctx *v, const eng_config *c, eng_action_weights *a, int i) {
     const int64_t D = c->dim, E = c->kb_embed_dim, Hk = c->keyboard_hidden, Hm = c->mouse_hidden;
     const int64_t P = eng_action_window(c), hd = Hk / c->action_heads;
-    linear(v, &a->kb0_w, &a->kb0_b, E, c->keyboard_dim_in, "blocks.%d.action_model.keyboard_embed.0",
-           i);
+    linear(v, &a->kb0_w, &a->kb0_b, E, c->keyboard_dim_in,
+           "blocks.%d.action_model.keyboard_embed.0", i);
     linear(v, &a->kb2_w, &a->kb2_b, E, E, "blocks.%d.action_model.keyboard_embed.2", i);
     if (c->enable_mouse) {
         linear(v, &a->mm0_w, &a->mm0_b, Hm, D + (int64_t)c->mouse_dim_in * P,
@@ -175,7 +175,8 @@ void weights_free(eng_weights *w) {
     memset(w, 0, sizeof *w);
 }
 
-/* ---- synthetic -------------------------------------------------------------------------------- */
+/* ---- synthetic --------------------------------------------------------------------------------
+ */
 
 typedef struct synth_ctx {
     uint64_t seed;
@@ -185,12 +186,22 @@ static int synth_visitor(void *user, const eng_param *p) {
     const synth_ctx *s = user;
     float scale = 0.0f, offset = 0.0f;
     switch (p->kind) {
-    case ENG_PARAM_LINEAR: scale = (float)(1.0 / sqrt((double)(p->numel / p->shape[0]))); break;
-    case ENG_PARAM_BIAS: scale = 0.05f; break;
+    case ENG_PARAM_LINEAR:
+        scale = (float)(1.0 / sqrt((double)(p->numel / p->shape[0])));
+        break;
+    case ENG_PARAM_BIAS:
+        scale = 0.05f;
+        break;
     case ENG_PARAM_NORM_GAIN:
-    case ENG_PARAM_UNUSED_GAIN: scale = 0.1f, offset = 1.0f; break;
-    case ENG_PARAM_NORM_BIAS: scale = 0.05f; break;
-    case ENG_PARAM_MODULATION: scale = 0.1f; break;
+    case ENG_PARAM_UNUSED_GAIN:
+        scale = 0.1f, offset = 1.0f;
+        break;
+    case ENG_PARAM_NORM_BIAS:
+        scale = 0.05f;
+        break;
+    case ENG_PARAM_MODULATION:
+        scale = 0.1f;
+        break;
     }
     eng_uniform_fill(*p->slot, (size_t)p->numel, scale, offset, s->seed, wm_fnv1a32(p->name),
                      ENG_STREAM_WEIGHTS, ENG_STREAM_WEIGHTS);
@@ -205,7 +216,8 @@ int weights_init_synthetic(eng_weights *w, const eng_config *cfg, uint64_t seed,
     return weights_visit(w, synth_visitor, &s);
 }
 
-/* ---- names ------------------------------------------------------------------------------------- */
+/* ---- names -------------------------------------------------------------------------------------
+ */
 
 typedef struct name_rule {
     const char *official; /* prefix (after "blocks.N." for block rules) */
@@ -284,7 +296,8 @@ int weights_map_name(eng_name_scheme scheme, const char *official, char *dst, si
     return ENG_EINVAL;
 }
 
-/* ---- loading ------------------------------------------------------------------------------------ */
+/* ---- loading ------------------------------------------------------------------------------------
+ */
 
 typedef struct load_ctx {
     st_file **files;
@@ -293,7 +306,7 @@ typedef struct load_ctx {
     unsigned char **used; /* per file, per tensor: consumed by an expected parameter */
     char *err;
     size_t errlen;
-    int check_only;       /* pass 1 validates everything before pass 2 converts */
+    int check_only; /* pass 1 validates everything before pass 2 converts */
 } load_ctx;
 
 static const st_tensor *find_tensor(const load_ctx *l, const char *name, int *file, size_t *index) {
@@ -349,8 +362,8 @@ static int load_visitor(void *user, const eng_param *p) {
     const char *origin = st_origin(l->files[file]);
     if (l->check_only) {
         if (l->used[file][index])
-            return eng_errorf(l->err, l->errlen, ENG_EWEIGHTS, "%s: tensor '%s' used twice",
-                              origin, key);
+            return eng_errorf(l->err, l->errlen, ENG_EWEIGHTS, "%s: tensor '%s' used twice", origin,
+                              key);
         l->used[file][index] = 1;
         if (t->dtype != ST_F32 && t->dtype != ST_F16 && t->dtype != ST_BF16)
             return eng_errorf(l->err, l->errlen, ENG_EWEIGHTS,

@@ -12,29 +12,29 @@
 #include "engine/config.h"
 
 typedef struct eng_action_weights {
-    float *kb0_w, *kb0_b;          /* keyboard_embed.0  [E, kdim], [E]      (E = hidden_size) */
-    float *kb2_w, *kb2_b;          /* keyboard_embed.2  [E, E], [E] */
-    float *mm0_w, *mm0_b;          /* mouse_mlp.0       [Hm, D + 2P], [Hm] */
-    float *mm2_w, *mm2_b;          /* mouse_mlp.2       [Hm, Hm], [Hm] */
-    float *mm3_w, *mm3_b;          /* mouse_mlp.3 (LayerNorm eps 1e-5) [Hm] */
-    float *t_qkv;                  /* [3 Hm, Hm], no bias */
+    float *kb0_w, *kb0_b;           /* keyboard_embed.0  [E, kdim], [E]      (E = hidden_size) */
+    float *kb2_w, *kb2_b;           /* keyboard_embed.2  [E, E], [E] */
+    float *mm0_w, *mm0_b;           /* mouse_mlp.0       [Hm, D + 2P], [Hm] */
+    float *mm2_w, *mm2_b;           /* mouse_mlp.2       [Hm, Hm], [Hm] */
+    float *mm3_w, *mm3_b;           /* mouse_mlp.3 (LayerNorm eps 1e-5) [Hm] */
+    float *t_qkv;                   /* [3 Hm, Hm], no bias */
     float *img_q_norm, *img_k_norm; /* [Hm / heads], loaded but never read (model-dit.md 6.3) */
-    float *proj_mouse;             /* [D, Hm] */
+    float *proj_mouse;              /* [D, Hm] */
     float *key_q_norm, *key_k_norm; /* [Hk / heads], never read */
-    float *mouse_attn_q;           /* [Hk, D]: the keyboard branch's query, despite its name */
-    float *kb_attn_kv;             /* [2 Hk, P E] */
-    float *proj_keyboard;          /* [D, Hk] */
+    float *mouse_attn_q;            /* [Hk, D]: the keyboard branch's query, despite its name */
+    float *kb_attn_kv;              /* [2 Hk, P E] */
+    float *proj_keyboard;           /* [D, Hk] */
 } eng_action_weights;
 
 typedef struct eng_layer_weights {
-    float *modulation;                         /* [6, D] */
+    float *modulation; /* [6, D] */
     float *q_w, *q_b, *k_w, *k_b, *v_w, *v_b, *o_w, *o_b;
-    float *norm_q, *norm_k;                    /* [D] */
-    float *norm3_w, *norm3_b;                  /* [D] */
+    float *norm_q, *norm_k;   /* [D] */
+    float *norm3_w, *norm3_b; /* [D] */
     float *cq_w, *cq_b, *ck_w, *ck_b, *cv_w, *cv_b, *co_w, *co_b;
-    float *cnorm_q, *cnorm_k;                  /* [D] */
-    float *ffn0_w, *ffn0_b;                    /* [FF, D], [FF] */
-    float *ffn2_w, *ffn2_b;                    /* [D, FF], [D] */
+    float *cnorm_q, *cnorm_k; /* [D] */
+    float *ffn0_w, *ffn0_b;   /* [FF, D], [FF] */
+    float *ffn2_w, *ffn2_b;   /* [D, FF], [D] */
     int has_action;
     eng_action_weights act;
 } eng_layer_weights;
@@ -43,22 +43,22 @@ typedef struct eng_weights {
     eng_config cfg;
     float *arena; /* every tensor below points into this one allocation */
     size_t arena_floats;
-    float *patch_w, *patch_b;       /* [D, 36, 1, 2, 2], [D] */
-    float *te0_w, *te0_b;           /* time_embedding.0 [D, freq_dim] */
-    float *te2_w, *te2_b;           /* time_embedding.2 [D, D] */
-    float *tp_w, *tp_b;             /* time_projection.1 [6D, D] */
-    float *img0_w, *img0_b;         /* img_emb.proj.0 LayerNorm [clip_dim] */
-    float *img1_w, *img1_b;         /* img_emb.proj.1 [clip_dim, clip_dim] */
-    float *img3_w, *img3_b;         /* img_emb.proj.3 [D, clip_dim] */
-    float *img4_w, *img4_b;         /* img_emb.proj.4 LayerNorm [D] */
-    float *head_mod;                /* head.modulation [1, 2, D] */
-    float *head_w, *head_b;         /* head.head [64, D], [64] */
+    float *patch_w, *patch_b; /* [D, 36, 1, 2, 2], [D] */
+    float *te0_w, *te0_b;     /* time_embedding.0 [D, freq_dim] */
+    float *te2_w, *te2_b;     /* time_embedding.2 [D, D] */
+    float *tp_w, *tp_b;       /* time_projection.1 [6D, D] */
+    float *img0_w, *img0_b;   /* img_emb.proj.0 LayerNorm [clip_dim] */
+    float *img1_w, *img1_b;   /* img_emb.proj.1 [clip_dim, clip_dim] */
+    float *img3_w, *img3_b;   /* img_emb.proj.3 [D, clip_dim] */
+    float *img4_w, *img4_b;   /* img_emb.proj.4 LayerNorm [D] */
+    float *head_mod;          /* head.modulation [1, 2, D] */
+    float *head_w, *head_b;   /* head.head [64, D], [64] */
     eng_layer_weights layers[ENG_MAX_LAYERS];
 } eng_weights;
 
 /* What a parameter is, for initialisation and checks. */
 typedef enum {
-    ENG_PARAM_LINEAR,     /* weight matrix; fan_in = product of all dims but the first */
+    ENG_PARAM_LINEAR, /* weight matrix; fan_in = product of all dims but the first */
     ENG_PARAM_BIAS,
     ENG_PARAM_NORM_GAIN,
     ENG_PARAM_NORM_BIAS,
@@ -67,12 +67,12 @@ typedef enum {
 } eng_param_kind;
 
 typedef struct eng_param {
-    char name[96];        /* official name without the "model." prefix */
+    char name[96]; /* official name without the "model." prefix */
     int ndim;
     int64_t shape[5];
     int64_t numel;
     eng_param_kind kind;
-    float **slot;         /* where the tensor's pointer is stored in eng_weights */
+    float **slot; /* where the tensor's pointer is stored in eng_weights */
 } eng_param;
 
 typedef int (*eng_param_visitor)(void *user, const eng_param *p);
@@ -92,9 +92,9 @@ int weights_init_synthetic(eng_weights *w, const eng_config *cfg, uint64_t seed,
 
 /* Name schemes a checkpoint may use. */
 typedef enum {
-    ENG_NAMES_OFFICIAL,        /* "model." + official name (WanDiffusionWrapper state dict) */
-    ENG_NAMES_OFFICIAL_BARE,   /* official name without the prefix (bare CausalWanModel) */
-    ENG_NAMES_DIFFUSERS        /* Diffusers / FastVideo checkpoint names */
+    ENG_NAMES_OFFICIAL,      /* "model." + official name (WanDiffusionWrapper state dict) */
+    ENG_NAMES_OFFICIAL_BARE, /* official name without the prefix (bare CausalWanModel) */
+    ENG_NAMES_DIFFUSERS      /* Diffusers / FastVideo checkpoint names */
 } eng_name_scheme;
 
 /* Writes the name of official parameter `official` under `scheme` into dst. */

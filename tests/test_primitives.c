@@ -31,17 +31,20 @@ static void test_rope3d(void) {
                 for (int p = 0; p < dh / 2; p++) {
                     double pos, dim;
                     int j;
-                    if (p < t_dim / 2) pos = pos_t, j = p, dim = t_dim;
-                    else if (p < t_dim / 2 + hw_dim / 2) pos = tok / gw, j = p - t_dim / 2, dim = hw_dim;
-                    else pos = tok % gw, j = p - t_dim / 2 - hw_dim / 2, dim = hw_dim;
+                    if (p < t_dim / 2)
+                        pos = pos_t, j = p, dim = t_dim;
+                    else if (p < t_dim / 2 + hw_dim / 2)
+                        pos = tok / gw, j = p - t_dim / 2, dim = hw_dim;
+                    else
+                        pos = tok % gw, j = p - t_dim / 2 - hw_dim / 2, dim = hw_dim;
                     double w = exp(-log(10000.0) * 2.0 * j / dim);
                     size_t o = (size_t)tok * D + (size_t)h * dh + 2 * (size_t)p;
                     double complex z = (x[o] + I * x[o + 1]) * cexp(I * pos * w);
                     ref[o] = creal(z), ref[o + 1] = cimag(z);
                 }
         double e = tu_rel_err_d(y, ref, (size_t)n * D);
-        tu_check(e < F32_BOUND, "rope3d at temporal position %.0f vs complex multiply: rel err %.2e",
-                 pos_t, e);
+        tu_check(e < F32_BOUND,
+                 "rope3d at temporal position %.0f vs complex multiply: rel err %.2e", pos_t, e);
     }
     /* rebase: rotate at p, then shift by -d == rotate at p - d */
     tu_fill(x, (size_t)n * D, 99, 1.0f);
@@ -79,7 +82,8 @@ static void test_rope_action(void) {
                 }
             }
     double e = tu_rel_err_d(y, ref, (size_t)rows * D);
-    tu_check(e < F32_BOUND, "action rope (8 of 64 dims rotate) vs complex multiply: rel err %.2e", e);
+    tu_check(e < F32_BOUND, "action rope (8 of 64 dims rotate) vs complex multiply: rel err %.2e",
+             e);
     tu_check(identity_exact, "action rope leaves dims 8..63 bit-identical");
 }
 
@@ -102,10 +106,18 @@ static void test_timestep(void) {
 
 static void test_sampler_schedule(void) {
     /* model-dit.md 7.2, as float32 bit patterns */
-    const struct { eng_variant v; uint32_t tau[4], sigma[4]; } want[] = {
-        {ENG_VARIANT_UNIVERSAL, {0x447a0000, 0x446335ef, 0x44327eaf}, {0x3f800000, 0x3f68a9eb, 0x3f36c75b}},
-        {ENG_VARIANT_GTA_DRIVE, {0x447a0000, 0x446335ef, 0x44327eaf}, {0x3f800000, 0x3f68a9eb, 0x3f36c75b}},
-        {ENG_VARIANT_TEMPLERUN, {0x447a0000, 0x446a6000, 0x44505555, 0x441c4000},
+    const struct {
+        eng_variant v;
+        uint32_t tau[4], sigma[4];
+    } want[] = {
+        {ENG_VARIANT_UNIVERSAL,
+         {0x447a0000, 0x446335ef, 0x44327eaf},
+         {0x3f800000, 0x3f68a9eb, 0x3f36c75b}},
+        {ENG_VARIANT_GTA_DRIVE,
+         {0x447a0000, 0x446335ef, 0x44327eaf},
+         {0x3f800000, 0x3f68a9eb, 0x3f36c75b}},
+        {ENG_VARIANT_TEMPLERUN,
+         {0x447a0000, 0x446a6000, 0x44505555, 0x441c4000},
          {0x3f800000, 0x3f700000, 0x3f555555, 0x3f200000}},
     };
     for (size_t i = 0; i < 3; i++) {
@@ -218,7 +230,8 @@ static void naive_attention(const float *q, const float *k, const float *v, int 
             for (int c = 0; c < lk; c++) {
                 int vis = !mask || mask[(r / sq) * fk + c / sk];
                 double d = 0;
-                for (int i = 0; i < dh; i++) d += (double)q[r * D + h * dh + i] * k[c * D + h * dh + i];
+                for (int i = 0; i < dh; i++)
+                    d += (double)q[r * D + h * dh + i] * k[c * D + h * dh + i];
                 p[c] = vis ? d / sqrt((double)dh) : -INFINITY;
                 if (p[c] > mx) mx = p[c];
             }
@@ -240,9 +253,23 @@ static void test_attention(void) {
     tu_fill(q, LQ * D, 21, 2.0f), tu_fill(k, LK * D, 22, 2.0f), tu_fill(v, LK * D, 23, 1.0f);
     /* frame 0 sees key frames 0-1, frame 1 sees 1-3, frame 2 sees nothing */
     const unsigned char mask[FQ * FK] = {1, 1, 0, 0, 0, 1, 1, 1, 0, 0, 0, 0};
-    cpu_attn_args a = {.q = q, .k = k, .v = v, .o = o, .ldq = D, .ldk = D, .ldv = D, .ldo = D,
-                       .lq = LQ, .lk = LK, .heads = HEADS, .dh = DH, .mask = mask,
-                       .frames_q = FQ, .frames_k = FK, .rows_per_frame_q = SQ, .rows_per_frame_k = SK};
+    cpu_attn_args a = {.q = q,
+                       .k = k,
+                       .v = v,
+                       .o = o,
+                       .ldq = D,
+                       .ldk = D,
+                       .ldv = D,
+                       .ldo = D,
+                       .lq = LQ,
+                       .lk = LK,
+                       .heads = HEADS,
+                       .dh = DH,
+                       .mask = mask,
+                       .frames_q = FQ,
+                       .frames_k = FK,
+                       .rows_per_frame_q = SQ,
+                       .rows_per_frame_k = SK};
     cpu_attention(&a, scratch);
     naive_attention(q, k, v, LQ, LK, HEADS, DH, mask, FK, SQ, SK, ref);
     double e = tu_rel_err_d(o, ref, LQ * D);
@@ -258,17 +285,20 @@ static void test_attention(void) {
     tu_check(e < F32_BOUND, "unmasked attention vs naive double: rel err %.2e", e);
     unsigned char vis[LK];
     for (int c = 0; c < LK; c++) vis[c] = mask[FK + c / SK]; /* frame 1's window, per key row */
-    for (int r = 0; r < LQ; r++) cpu_attention_row(q + r * D, k, D, v, D, LK, vis, HEADS, DH, o + r * D);
+    for (int r = 0; r < LQ; r++)
+        cpu_attention_row(q + r * D, k, D, v, D, LK, vis, HEADS, DH, o + r * D);
     naive_attention(q, k, v, LQ, LK, HEADS, DH, vis, LK, LQ, 1, ref); /* one mask row for all */
     e = tu_rel_err_d(o, ref, LQ * D);
-    tu_check(e < F32_BOUND, "per-row attention with key visibility vs naive double: rel err %.2e", e);
+    tu_check(e < F32_BOUND, "per-row attention with key visibility vs naive double: rel err %.2e",
+             e);
 }
 
 static void test_patchify(void) {
     eng_config c;
     eng_config_preset(&c, "tiny", ENG_VARIANT_UNIVERSAL, NULL, 0);
     const int F = 3, H = c.lat_h, W = c.lat_w, S = eng_tokens_per_frame(&c), gw = eng_grid_w(&c);
-    float *x = malloc(sizeof(float) * 16 * F * H * W), *cond = malloc(sizeof(float) * 20 * F * H * W);
+    float *x = malloc(sizeof(float) * 16 * F * H * W),
+          *cond = malloc(sizeof(float) * 20 * F * H * W);
     float *pt = malloc(sizeof(float) * F * S * 144), *tok = malloc(sizeof(float) * F * S * 64);
     float *back = malloc(sizeof(float) * 16 * F * H * W);
     tu_fill(x, (size_t)16 * F * H * W, 31, 1.0f), tu_fill(cond, (size_t)20 * F * H * W, 32, 1.0f);
@@ -281,8 +311,10 @@ static void test_patchify(void) {
                     for (int a = 0; a < 2; a++)
                         for (int b = 0; b < 2; b++) {
                             int n = f * S + hh * gw + ww;
-                            float want = ch < 16 ? x[((ch * F + f) * H + 2 * hh + a) * W + 2 * ww + b]
-                                                 : cond[(((ch - 16) * F + f) * H + 2 * hh + a) * W + 2 * ww + b];
+                            float want =
+                                ch < 16
+                                    ? x[((ch * F + f) * H + 2 * hh + a) * W + 2 * ww + b]
+                                    : cond[(((ch - 16) * F + f) * H + 2 * hh + a) * W + 2 * ww + b];
                             ok &= pt[n * 144 + ch * 4 + a * 2 + b] == want;
                         }
     tu_check(ok, "patchify: column c*4 + a*2 + b of token (f,h,w) is z[c][f][2h+a][2w+b]");
@@ -290,7 +322,8 @@ static void test_patchify(void) {
     for (int n = 0; n < F * S; n++)
         for (int ch = 0; ch < 16; ch++)
             for (int a = 0; a < 2; a++)
-                for (int b = 0; b < 2; b++) tok[n * 64 + 32 * a + 16 * b + ch] = pt[n * 144 + ch * 4 + a * 2 + b];
+                for (int b = 0; b < 2; b++)
+                    tok[n * 64 + 32 * a + 16 * b + ch] = pt[n * 144 + ch * 4 + a * 2 + b];
     dit_unpatchify(&c, tok, F, back);
     tu_check(memcmp(back, x, sizeof(float) * 16 * F * H * W) == 0,
              "patchify -> reorder -> unpatchify round trip is bit-exact");
@@ -303,9 +336,10 @@ static void test_activations(void) {
     double e2 = fabs(cpu_gelu_erf(1.0f) - 0.8413447460685429);
     double e3 = fabs(cpu_silu(1.0f) - 0.7310585786300049);
     double e4 = fabs(cpu_gelu_tanh(-3.0f) - (-0.0036373920817729943));
-    tu_check(e1 < 1e-7 && e2 < 1e-7 && e3 < 1e-7 && e4 < 1e-7,
-             "gelu_tanh(1), gelu_erf(1), silu(1), gelu_tanh(-3) vs known values: %.1e %.1e %.1e %.1e",
-             e1, e2, e3, e4);
+    tu_check(
+        e1 < 1e-7 && e2 < 1e-7 && e3 < 1e-7 && e4 < 1e-7,
+        "gelu_tanh(1), gelu_erf(1), silu(1), gelu_tanh(-3) vs known values: %.1e %.1e %.1e %.1e",
+        e1, e2, e3, e4);
 }
 
 int main(void) {

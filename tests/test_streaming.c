@@ -14,9 +14,9 @@
 #include "engine/model_internal.h"
 #include "test_util.h"
 
-#define MAX_BLOCKS 5
-#define CACHE_BOUND 2e-5   /* float32, different key order and masking in the products */
-#define REBASE_BOUND 1e-4  /* rotating cached keys back adds float32 rounding per rebase */
+#define MAX_BLOCKS   5
+#define CACHE_BOUND  2e-5 /* float32, different key order and masking in the products */
+#define REBASE_BOUND 1e-4 /* rotating cached keys back adds float32 rounding per rebase */
 
 typedef struct recorder {
     const eng_config *c;
@@ -24,7 +24,8 @@ typedef struct recorder {
     float *x[MAX_BLOCKS][ENG_MAX_STEPS + 1], *v[MAX_BLOCKS][ENG_MAX_STEPS + 1];
 } recorder;
 
-static void record(void *user, const char *name, const float *data, int ndim, const int64_t *shape) {
+static void record(void *user, const char *name, const float *data, int ndim,
+                   const int64_t *shape) {
     (void)ndim, (void)shape;
     recorder *r = user;
     int b, k;
@@ -72,9 +73,14 @@ static int run_session(session_run *r, int blocks, recorder *rec, uint64_t seed)
     const eng_config *c = eng_model_config(r->m);
     char err[512];
     eng_session *s = NULL;
-    eng_session_params p = {.seed = seed, .session_id = 1, .cond = r->cond,
-                            .cond_frames = r->cond_frames, .clip = r->clip,
-                            .trace = rec ? record : NULL, .trace_hidden_block = -1, .user = rec};
+    eng_session_params p = {.seed = seed,
+                            .session_id = 1,
+                            .cond = r->cond,
+                            .cond_frames = r->cond_frames,
+                            .clip = r->clip,
+                            .trace = rec ? record : NULL,
+                            .trace_hidden_block = -1,
+                            .user = rec};
     if (eng_session_create(r->m, &p, &s, err, sizeof err)) {
         printf("session: %s\n", err);
         return -1;
@@ -106,17 +112,20 @@ static double whole_sequence_error(session_run *r, recorder *rec, int n, int k, 
     const size_t HW = (size_t)c->lat_h * c->lat_w;
     float *x = malloc(16 * (size_t)F * HW * sizeof(float));
     float *cond = malloc(20 * (size_t)F * HW * sizeof(float));
-    float *v = malloc(16 * (size_t)F * HW * sizeof(float)), *vlast = malloc(rec->nblk * sizeof(float));
+    float *v = malloc(16 * (size_t)F * HW * sizeof(float)),
+          *vlast = malloc(rec->nblk * sizeof(float));
     float *t = malloc((size_t)F * sizeof(float));
-    float *mw = malloc((size_t)F * 24 * sizeof(float)), *kw = malloc((size_t)F * 12 * ENG_MAX_KDIM * sizeof(float));
+    float *mw = malloc((size_t)F * 24 * sizeof(float)),
+          *kw = malloc((size_t)F * 12 * ENG_MAX_KDIM * sizeof(float));
     for (int f = 0; f < F; f++) {
         const int b = f / T, fi = f % T;
         const float *src = b < n ? r->latents[b] : rec->x[n][k];
         for (int ch = 0; ch < 16; ch++)
-            memcpy(x + ((size_t)ch * F + f) * HW, src + ((size_t)ch * T + fi) * HW, HW * sizeof(float));
-        for (int ch = 0; ch < 20; ch++)
-            memcpy(cond + ((size_t)ch * F + f) * HW, r->cond + ((size_t)ch * r->cond_frames + f) * HW,
+            memcpy(x + ((size_t)ch * F + f) * HW, src + ((size_t)ch * T + fi) * HW,
                    HW * sizeof(float));
+        for (int ch = 0; ch < 20; ch++)
+            memcpy(cond + ((size_t)ch * F + f) * HW,
+                   r->cond + ((size_t)ch * r->cond_frames + f) * HW, HW * sizeof(float));
         t[f] = b < n ? 0.0f : t_block;
     }
     eng_action_windows(c, r->script.frames, (int64_t)r->script.count, 0, F,
@@ -127,8 +136,14 @@ static double whole_sequence_error(session_run *r, recorder *rec, int n, int k, 
     double e = 1.0;
     if (ws && !dit_store_create(&st, c, F, err, sizeof err)) {
         dit_cpu_prepare_cross(w, r->clip, &st, ws);
-        dit_inputs in = {.nframes = F, .frame0 = 0, .rope_base = 0, .x = x, .cond = cond, .t = t,
-                         .mouse_win = c->enable_mouse ? mw : NULL, .kb_win = kw};
+        dit_inputs in = {.nframes = F,
+                         .frame0 = 0,
+                         .rope_base = 0,
+                         .x = x,
+                         .cond = cond,
+                         .t = t,
+                         .mouse_win = c->enable_mouse ? mw : NULL,
+                         .kb_win = kw};
         if (!dit_cpu_forward(w, &in, &st, ws, v, err, sizeof err)) {
             for (int ch = 0; ch < 16; ch++)
                 memcpy(vlast + (size_t)ch * T * HW, v + ((size_t)ch * F + 3 * n) * HW,
@@ -188,7 +203,8 @@ static void test_determinism(void) {
     omp_set_num_threads(nthreads);
     int same = 1;
     for (int b = 0; b < 3; b++) same &= memcmp(first[b], r.latents[b], nblk * sizeof(float)) == 0;
-    tu_check(same, "same seed: bit-identical latents over 3 blocks (%d threads vs 1 thread)", nthreads);
+    tu_check(same, "same seed: bit-identical latents over 3 blocks (%d threads vs 1 thread)",
+             nthreads);
     run_session(&r, 3, NULL, 43);
     double e = tu_rel_err(r.latents[0], first[0], nblk);
     tu_check(e > 0.1, "a different seed gives different latents (rel diff %.2f)", e);
@@ -200,7 +216,8 @@ static void test_determinism(void) {
 static void test_rope_rebase(eng_variant v) {
     const int blocks = MAX_BLOCKS;
     session_run a, b;
-    if (open_run(&a, v, 0, blocks) || open_run(&b, v, 0, blocks)) return tu_check(0, "rebase set-up");
+    if (open_run(&a, v, 0, blocks) || open_run(&b, v, 0, blocks))
+        return tu_check(0, "rebase set-up");
     const eng_config *c = eng_model_config(a.m);
     int limit = c->local_attn_size + c->frames_per_block; /* rebase at every block from block 1 */
     eng_model_close(b.m);
@@ -218,7 +235,8 @@ static void test_rope_rebase(eng_variant v) {
     int differs = memcmp(a.latents[blocks - 1], b.latents[blocks - 1], nblk * sizeof(float)) != 0;
     tu_check(worst < REBASE_BOUND && differs,
              "%s: RoPE rebased every block (limit %d) vs never, %d blocks: max rel err %.2e%s",
-             eng_variant_name(v), limit, blocks, worst, differs ? "" : " (identical: rebase not run?)");
+             eng_variant_name(v), limit, blocks, worst,
+             differs ? "" : " (identical: rebase not run?)");
     close_run(&a), close_run(&b);
 }
 

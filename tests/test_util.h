@@ -34,7 +34,9 @@ static inline uint64_t tu_next(uint64_t *s) {
     z = (z ^ (z >> 27)) * 0x94D049BB133111EBull;
     return z ^ (z >> 31);
 }
-static inline double tu_uniform(uint64_t *s) { return (double)(tu_next(s) >> 11) * 0x1.0p-53; }
+static inline double tu_uniform(uint64_t *s) {
+    return (double)(tu_next(s) >> 11) * 0x1.0p-53;
+}
 static inline void tu_fill(float *x, size_t n, uint64_t seed, float scale) {
     uint64_t s = seed;
     for (size_t i = 0; i < n; i++) x[i] = (float)((2.0 * tu_uniform(&s) - 1.0) * scale);

@@ -17,16 +17,21 @@
 
 static char tmpdir[256];
 
-/* ---- config.json ------------------------------------------------------------------------------ */
+/* ---- config.json ------------------------------------------------------------------------------
+ */
 
 /* The official universal config's fields (values from model-dit.md section 1). */
 static const char *universal_json =
     "{\"_class_name\": \"CausalWanModel\", \"_diffusers_version\": \"0.35.0.dev0\",\n"
-    " \"action_config\": {\"blocks\": [0,1,2,3,4,5,6,7,8,9,10,11,12,13,14], \"enable_keyboard\": true,\n"
-    "   \"enable_mouse\": true, \"heads_num\": 16, \"hidden_size\": 128, \"img_hidden_size\": 1536,\n"
+    " \"action_config\": {\"blocks\": [0,1,2,3,4,5,6,7,8,9,10,11,12,13,14], \"enable_keyboard\": "
+    "true,\n"
+    "   \"enable_mouse\": true, \"heads_num\": 16, \"hidden_size\": 128, \"img_hidden_size\": "
+    "1536,\n"
     "   \"keyboard_dim_in\": 4, \"keyboard_hidden_dim\": 1024, \"mouse_dim_in\": 2,\n"
-    "   \"mouse_hidden_dim\": 1024, \"mouse_qk_dim_list\": [8, 28, 28], \"patch_size\": [1, 2, 2],\n"
-    "   \"qk_norm\": true, \"qkv_bias\": false, \"rope_dim_list\": [8, 28, 28], \"rope_theta\": 256,\n"
+    "   \"mouse_hidden_dim\": 1024, \"mouse_qk_dim_list\": [8, 28, 28], \"patch_size\": [1, 2, "
+    "2],\n"
+    "   \"qk_norm\": true, \"qkv_bias\": false, \"rope_dim_list\": [8, 28, 28], \"rope_theta\": "
+    "256,\n"
     "   \"vae_time_compression_ratio\": 4, \"windows_size\": 3},\n"
     " \"dim\": 1536, \"eps\": 1e-06, \"ffn_dim\": 8960, \"freq_dim\": 256, \"in_dim\": 36,\n"
     " \"inject_sample_info\": false, \"local_attn_size\": 6, \"model_type\": \"i2v\",\n"
@@ -44,7 +49,8 @@ static char *edited(const char *from, const char *to) {
     return out;
 }
 
-static void expect_config_error(const char *what, const char *json, int variant, const char *needle) {
+static void expect_config_error(const char *what, const char *json, int variant,
+                                const char *needle) {
     eng_config c;
     char err[512] = "";
     int rc = eng_config_parse_json(&c, json, strlen(json), "config.json", variant, err, sizeof err);
@@ -55,7 +61,8 @@ static void expect_config_error(const char *what, const char *json, int variant,
 static void test_config(void) {
     eng_config c, p;
     char err[512] = "";
-    int rc = eng_config_parse_json(&c, universal_json, strlen(universal_json), "u.json", -1, err, sizeof err);
+    int rc = eng_config_parse_json(&c, universal_json, strlen(universal_json), "u.json", -1, err,
+                                   sizeof err);
     eng_config_preset(&p, "full", ENG_VARIANT_UNIVERSAL, NULL, 0);
     int same = !rc && c.dim == p.dim && c.num_layers == 30 && c.head_dim == 128 &&
                c.local_attn_size == 6 && c.keyboard_dim_in == 4 && c.enable_mouse &&
@@ -72,7 +79,8 @@ static void test_config(void) {
         t[strlen("\"keyboard_dim_in\": ")] = '2';
     }
     rc = eng_config_parse_json(&c, gta, strlen(gta), "g.json", -1, err, sizeof err);
-    tu_check(!rc && c.variant == ENG_VARIANT_GTA_DRIVE && c.local_attn_size == 4 && c.num_steps == 3,
+    tu_check(!rc && c.variant == ENG_VARIANT_GTA_DRIVE && c.local_attn_size == 4 &&
+                 c.num_steps == 3,
              "gta_drive config: variant inferred from keyboard_dim_in 2, window 4");
     char *tr = edited("\"enable_mouse\": true", "\"enable_mouse\": false");
     {
@@ -94,16 +102,20 @@ static void test_config(void) {
     expect_config_error("with qkv_bias true", qkv, -1, "qkv_bias");
     char *frac = edited("\"num_layers\": 30", "\"num_layers\": 30.5");
     expect_config_error("with fractional num_layers", frac, -1, "num_layers");
-    expect_config_error("asked for the wrong variant", universal_json, ENG_VARIANT_TEMPLERUN, "templerun");
+    expect_config_error("asked for the wrong variant", universal_json, ENG_VARIANT_TEMPLERUN,
+                        "templerun");
     expect_config_error("that is not JSON", "{\"dim\": 1536,", -1, "not valid JSON");
     char *heads = edited("\"num_heads\": 12", "\"num_heads\": 7");
     expect_config_error("with dim not divisible by heads", heads, -1, "heads");
-    rc = eng_config_parse_json(&c, "{\"_class_name\": \"MatrixGameWanModel\"}", 37, "d.json", -1, err, sizeof err);
+    rc = eng_config_parse_json(&c, "{\"_class_name\": \"MatrixGameWanModel\"}", 37, "d.json", -1,
+                               err, sizeof err);
     tu_check(rc == ENG_ECONFIG_FOREIGN, "a Diffusers config is recognised as foreign (%s)", err);
-    free(gta), free(gta2), free(tr), free(unk), free(sink), free(img), free(qkv), free(frac), free(heads);
+    free(gta), free(gta2), free(tr), free(unk), free(sink), free(img), free(qkv), free(frac),
+        free(heads);
 }
 
-/* ---- parameter table --------------------------------------------------------------------------- */
+/* ---- parameter table ---------------------------------------------------------------------------
+ */
 
 static int count_tensors(void *user, const eng_param *p) {
     (void)p;
@@ -112,7 +124,11 @@ static int count_tensors(void *user, const eng_param *p) {
 }
 
 static void test_param_counts(void) {
-    const struct { eng_variant v; int64_t params; int tensors; } want[] = {
+    const struct {
+        eng_variant v;
+        int64_t params;
+        int tensors;
+    } want[] = {
         {ENG_VARIANT_UNIVERSAL, 1619242304, 1114},
         {ENG_VARIANT_GTA_DRIVE, 1619238464, 1114},
         {ENG_VARIANT_TEMPLERUN, 1508715584, 964},
@@ -127,7 +143,8 @@ static void test_param_counts(void) {
         int64_t p = weights_count_params(&c);
         tu_check(p == want[i].params && n == want[i].tensors,
                  "%s: %lld parameters in %d tensors (model-dit.md 2.5: %lld in %d)",
-                 eng_variant_name(want[i].v), (long long)p, n, (long long)want[i].params, want[i].tensors);
+                 eng_variant_name(want[i].v), (long long)p, n, (long long)want[i].params,
+                 want[i].tensors);
         free(w);
     }
 }
@@ -147,20 +164,25 @@ static void test_synthetic(void) {
     tu_check(a.arena_floats == b.arena_floats && !memcmp(a.arena, b.arena, a.arena_floats * 4),
              "synthetic weights: same seed gives identical %zu values", a.arena_floats);
     size_t nq = (size_t)c3.dim * c3.dim;
-    tu_check(!memcmp(a.layers[1].q_w, d.layers[1].q_w, nq * 4) && !memcmp(a.patch_w, d.patch_w, 4 * 36 * 4),
+    tu_check(!memcmp(a.layers[1].q_w, d.layers[1].q_w, nq * 4) &&
+                 !memcmp(a.patch_w, d.patch_w, 4 * 36 * 4),
              "a tensor's values depend on its name, not on which other tensors exist");
     weights_free(&b);
     weights_init_synthetic(&b, &c3, 6, err, sizeof err);
-    tu_check(memcmp(a.layers[0].q_w, b.layers[0].q_w, nq * 4) != 0, "another seed gives other values");
+    tu_check(memcmp(a.layers[0].q_w, b.layers[0].q_w, nq * 4) != 0,
+             "another seed gives other values");
     double mean = 0, sq = 0;
-    for (size_t i = 0; i < nq; i++) mean += a.layers[0].q_w[i], sq += (double)a.layers[0].q_w[i] * a.layers[0].q_w[i];
+    for (size_t i = 0; i < nq; i++)
+        mean += a.layers[0].q_w[i], sq += (double)a.layers[0].q_w[i] * a.layers[0].q_w[i];
     double sd = sqrt(sq / nq), want = 1.0 / sqrt(3.0 * c3.dim);
     tu_check(fabs(mean / nq) < 0.01 && fabs(sd - want) < 0.1 * want,
-             "linear weights are U(-1/sqrt(fan_in), 1/sqrt(fan_in)): sd %.4f (expect %.4f)", sd, want);
+             "linear weights are U(-1/sqrt(fan_in), 1/sqrt(fan_in)): sd %.4f (expect %.4f)", sd,
+             want);
     weights_free(&a), weights_free(&b), weights_free(&d);
 }
 
-/* ---- an independent safetensors writer ----------------------------------------------------------- */
+/* ---- an independent safetensors writer
+ * ----------------------------------------------------------- */
 
 typedef enum { W_F32, W_BF16, W_I32 } wdtype;
 
@@ -186,11 +208,16 @@ static int write_st(const char *path, const wtensor *t, int n) {
     len += (size_t)snprintf(hdr + len, cap - len, "{");
     for (int i = 0; i < n; i++) {
         size_t es = t[i].dt == W_BF16 ? 2 : 4, bytes = (size_t)t[i].numel * es;
-        len += (size_t)snprintf(hdr + len, cap - len, "%s\"%s\":{\"dtype\":\"%s\",\"shape\":[", i ? "," : "",
-                                t[i].name, t[i].dt == W_F32 ? "F32" : t[i].dt == W_BF16 ? "BF16" : "I32");
+        len += (size_t)snprintf(hdr + len, cap - len, "%s\"%s\":{\"dtype\":\"%s\",\"shape\":[",
+                                i ? "," : "", t[i].name,
+                                t[i].dt == W_F32    ? "F32"
+                                : t[i].dt == W_BF16 ? "BF16"
+                                                    : "I32");
         for (int d = 0; d < t[i].ndim; d++)
-            len += (size_t)snprintf(hdr + len, cap - len, "%s%lld", d ? "," : "", (long long)t[i].shape[d]);
-        len += (size_t)snprintf(hdr + len, cap - len, "],\"data_offsets\":[%zu,%zu]}", off, off + bytes);
+            len += (size_t)snprintf(hdr + len, cap - len, "%s%lld", d ? "," : "",
+                                    (long long)t[i].shape[d]);
+        len += (size_t)snprintf(hdr + len, cap - len, "],\"data_offsets\":[%zu,%zu]}", off,
+                                off + bytes);
         off += bytes;
     }
     len += (size_t)snprintf(hdr + len, cap - len, "}");
@@ -250,15 +277,18 @@ static int find_entry(wtensor *t, int n, const char *suffix) {
     return -1;
 }
 
-static void path_in_tmp(char *dst, size_t len, const char *name) { snprintf(dst, len, "%s/%s", tmpdir, name); }
+static void path_in_tmp(char *dst, size_t len, const char *name) {
+    snprintf(dst, len, "%s/%s", tmpdir, name);
+}
 
-static int load(const eng_config *c, const char *path, int allow_extra, eng_weights *out, char *err, size_t errlen) {
+static int load(const eng_config *c, const char *path, int allow_extra, eng_weights *out, char *err,
+                size_t errlen) {
     const char *paths[1] = {path};
     return weights_load_safetensors(out, c, paths, 1, allow_extra, err, errlen);
 }
 
-static void expect_load_error(const char *what, const eng_config *c, wtensor *t, int n, int allow_extra,
-                              const char *needle) {
+static void expect_load_error(const char *what, const eng_config *c, wtensor *t, int n,
+                              int allow_extra, const char *needle) {
     char path[512], err[1024] = "";
     path_in_tmp(path, sizeof path, "bad.safetensors");
     write_st(path, t, n);
@@ -275,7 +305,8 @@ static void test_loading(void) {
     eng_weights ref, got;
     char err[1024] = "", path[512];
     weights_init_synthetic(&ref, &c, 3, err, sizeof err);
-    const eng_name_scheme schemes[] = {ENG_NAMES_OFFICIAL, ENG_NAMES_OFFICIAL_BARE, ENG_NAMES_DIFFUSERS};
+    const eng_name_scheme schemes[] = {ENG_NAMES_OFFICIAL, ENG_NAMES_OFFICIAL_BARE,
+                                       ENG_NAMES_DIFFUSERS};
     const char *scheme_names[] = {"official (model.*)", "bare official", "Diffusers"};
     for (int s = 0; s < 3; s++) {
         int n;
@@ -283,8 +314,10 @@ static void test_loading(void) {
         path_in_tmp(path, sizeof path, "good.safetensors");
         write_st(path, t, n);
         int rc = load(&c, path, 0, &got, err, sizeof err);
-        tu_check(!rc && got.arena_floats == ref.arena_floats && !memcmp(got.arena, ref.arena, ref.arena_floats * 4),
-                 "%s names, F32: loaded weights bit-equal to the written ones %s", scheme_names[s], rc ? err : "");
+        tu_check(!rc && got.arena_floats == ref.arena_floats &&
+                     !memcmp(got.arena, ref.arena, ref.arena_floats * 4),
+                 "%s names, F32: loaded weights bit-equal to the written ones %s", scheme_names[s],
+                 rc ? err : "");
         if (!rc) weights_free(&got);
         free(t);
     }
@@ -301,7 +334,8 @@ static void test_loading(void) {
         memcpy(&f, &u, 4);
         ok &= got.arena[i] == f;
     }
-    tu_check(ok, "BF16 checkpoint: every value equals the bf16 rounding of the original %s", rc ? err : "");
+    tu_check(ok, "BF16 checkpoint: every value equals the bf16 rounding of the original %s",
+             rc ? err : "");
     if (!rc) weights_free(&got);
     for (int i = 0; i < n; i++) t[i].dt = W_F32;
     /* sharded: two files */
@@ -324,26 +358,32 @@ static void test_loading(void) {
         path_in_tmp(path, sizeof path, "good.safetensors");
         write_st(path, t, n);
         rc = load(&c2, path, 1, &got, err, sizeof err);
-        tu_check(!rc && !memcmp(got.layers[1].ffn2_w, ref.layers[1].ffn2_w, (size_t)c.dim * c.ffn_dim * 4),
-                 "reduced depth: first 2 of 3 layers load when extra layers are allowed %s", rc ? err : "");
+        tu_check(!rc && !memcmp(got.layers[1].ffn2_w, ref.layers[1].ffn2_w,
+                                (size_t)c.dim * c.ffn_dim * 4),
+                 "reduced depth: first 2 of 3 layers load when extra layers are allowed %s",
+                 rc ? err : "");
         if (!rc) weights_free(&got);
-        expect_load_error("with extra layers not allowed", &c2, t, n, 0, "unexpected tensor 'model.blocks.2.");
+        expect_load_error("with extra layers not allowed", &c2, t, n, 0,
+                          "unexpected tensor 'model.blocks.2.");
     }
     /* missing, unexpected, wrong shape, wrong dtype, non-finite */
     int i_bias = find_entry(t, n, "blocks.1.ffn.2.bias");
     wtensor keep = t[i_bias];
     t[i_bias] = t[n - 1];
-    expect_load_error("with a missing key", &c, t, n - 1, 0, "missing tensor 'model.blocks.1.ffn.2.bias'");
+    expect_load_error("with a missing key", &c, t, n - 1, 0,
+                      "missing tensor 'model.blocks.1.ffn.2.bias'");
     t[i_bias] = keep;
     wtensor *plus = calloc((size_t)n + 1, sizeof *plus);
     memcpy(plus, t, (size_t)n * sizeof *plus);
     plus[n] = t[0];
     snprintf(plus[n].name, sizeof plus[n].name, "model.blocks.0.self_attn.extra.weight");
-    expect_load_error("with an unexpected key", &c, plus, n + 1, 0, "unexpected tensor 'model.blocks.0.self_attn.extra.weight'");
+    expect_load_error("with an unexpected key", &c, plus, n + 1, 0,
+                      "unexpected tensor 'model.blocks.0.self_attn.extra.weight'");
     free(plus);
     int iq = find_entry(t, n, "blocks.0.self_attn.q.weight");
     t[iq].shape[0] = 32, t[iq].shape[1] = 128;
-    expect_load_error("with a wrong shape", &c, t, n, 0, "has shape [32, 128]; the config expects [64, 64]");
+    expect_load_error("with a wrong shape", &c, t, n, 0,
+                      "has shape [32, 128]; the config expects [64, 64]");
     t[iq].shape[0] = 64, t[iq].shape[1] = 64;
     int inq = find_entry(t, n, "blocks.0.self_attn.norm_q.weight");
     t[inq].dt = W_I32;
@@ -354,7 +394,8 @@ static void test_loading(void) {
     poisoned[5] = NAN;
     const float *orig = t[inq].data;
     t[inq].data = poisoned;
-    expect_load_error("with a NaN in a norm gain", &c, t, n, 0, "'model.blocks.0.self_attn.norm_q.weight' has a non-finite value");
+    expect_load_error("with a NaN in a norm gain", &c, t, n, 0,
+                      "'model.blocks.0.self_attn.norm_q.weight' has a non-finite value");
     t[inq].data = orig;
     free(poisoned);
     /* truncated file and a header length past the end */
@@ -371,12 +412,14 @@ static void test_loading(void) {
     fwrite(&huge, 8, 1, f);
     fclose(f);
     rc = load(&c, path, 0, &got, err, sizeof err);
-    tu_check(rc < 0 && strstr(err, "bad.safetensors"), "header length past the end refused: %s", err);
+    tu_check(rc < 0 && strstr(err, "bad.safetensors"), "header length past the end refused: %s",
+             err);
     free(t);
     weights_free(&ref);
 }
 
-/* ---- model directories ------------------------------------------------------------------------ */
+/* ---- model directories ------------------------------------------------------------------------
+ */
 
 static void test_model_dirs(void) {
     eng_config c;
@@ -394,15 +437,18 @@ static void test_model_dirs(void) {
     /* the official config.json plus the "wmserve" block for the tiny model's non-release sizes */
     snprintf(path, sizeof path, "%s/config.json", sub);
     FILE *f = fopen(path, "w");
-    fprintf(f, "{\"action_config\": {\"blocks\": [0, 1], \"enable_keyboard\": true, \"enable_mouse\": true,"
-               " \"heads_num\": 2, \"hidden_size\": 16, \"img_hidden_size\": 64, \"keyboard_dim_in\": 2,"
-               " \"keyboard_hidden_dim\": 64, \"mouse_dim_in\": 2, \"mouse_hidden_dim\": 64,"
-               " \"mouse_qk_dim_list\": [8, 12, 12], \"rope_theta\": 256,"
-               " \"vae_time_compression_ratio\": 4, \"windows_size\": 3},"
-               " \"dim\": 64, \"eps\": 1e-06, \"ffn_dim\": 128, \"freq_dim\": 256, \"in_dim\": 36,"
-               " \"local_attn_size\": 4, \"model_type\": \"i2v\", \"num_heads\": 2, \"num_layers\": 3,"
-               " \"out_dim\": 16, \"sink_size\": 0,"
-               " \"wmserve\": {\"latent_height\": 8, \"latent_width\": 16, \"clip_dim\": 48}}");
+    fprintf(
+        f,
+        "{\"action_config\": {\"blocks\": [0, 1], \"enable_keyboard\": true, \"enable_mouse\": "
+        "true,"
+        " \"heads_num\": 2, \"hidden_size\": 16, \"img_hidden_size\": 64, \"keyboard_dim_in\": 2,"
+        " \"keyboard_hidden_dim\": 64, \"mouse_dim_in\": 2, \"mouse_hidden_dim\": 64,"
+        " \"mouse_qk_dim_list\": [8, 12, 12], \"rope_theta\": 256,"
+        " \"vae_time_compression_ratio\": 4, \"windows_size\": 3},"
+        " \"dim\": 64, \"eps\": 1e-06, \"ffn_dim\": 128, \"freq_dim\": 256, \"in_dim\": 36,"
+        " \"local_attn_size\": 4, \"model_type\": \"i2v\", \"num_heads\": 2, \"num_layers\": 3,"
+        " \"out_dim\": 16, \"sink_size\": 0,"
+        " \"wmserve\": {\"latent_height\": 8, \"latent_width\": 16, \"clip_dim\": 48}}");
     fclose(f);
     eng_model *m = NULL;
     int rc = eng_model_open(dir, NULL, &m, err, sizeof err);

@@ -11,7 +11,8 @@
 #include "engine/cpu/rope.h"
 #include "engine/errors.h"
 
-/* ---- frame store ------------------------------------------------------------------------------ */
+/* ---- frame store ------------------------------------------------------------------------------
+ */
 
 int dit_store_create(dit_store *st, const eng_config *c, int cap, char *err, size_t errlen) {
     memset(st, 0, sizeof *st);
@@ -77,8 +78,8 @@ void dit_store_rebase(dit_store *st, const eng_config *c, int64_t delta) {
         if (st->slot_frame[j] < 0) continue;
         for (int i = 0; i < c->num_layers; i++) {
             dit_layer_store *l = &st->layers[i];
-            rope3d_shift_temporal(l->k + (size_t)j * S * D, D, (size_t)S, c->num_heads,
-                                  c->head_dim, -(double)delta);
+            rope3d_shift_temporal(l->k + (size_t)j * S * D, D, (size_t)S, c->num_heads, c->head_dim,
+                                  -(double)delta);
             if (l->mk)
                 rope_action_apply(l->mk + (size_t)j * S * c->mouse_hidden, c->mouse_hidden,
                                   (size_t)S, c->action_heads, ahd, c->action_rope_dims[0],
@@ -123,7 +124,8 @@ dit_workspace *dit_workspace_create(const eng_config *c, int max_frames, int cap
     ALLOC(ws->v, L * D);
     ALLOC(ws->o, L * D);
     ALLOC(ws->ffn, L * (size_t)c->ffn_dim);
-    ALLOC(ws->scores, L * (size_t)cap * (size_t)eng_tokens_per_frame(c) + L * (size_t)c->clip_tokens);
+    ALLOC(ws->scores,
+          L * (size_t)cap * (size_t)eng_tokens_per_frame(c) + L * (size_t)c->clip_tokens);
     ALLOC(ws->patches, L * (size_t)c->in_dim * 4);
     ALLOC(ws->temb, F * (size_t)c->freq_dim);
     ALLOC(ws->e_t, F * D);
@@ -153,10 +155,10 @@ dit_workspace *dit_workspace_create(const eng_config *c, int max_frames, int cap
 
 void dit_workspace_destroy(dit_workspace *ws) {
     if (!ws) return;
-    float *bufs[] = {ws->xres, ws->h,    ws->q,   ws->k,       ws->v,      ws->o,  ws->ffn,
-                     ws->scores, ws->patches, ws->temb, ws->e_t, ws->e6, ws->mod, ws->head,
-                     ws->ctx,  ws->ctx_tmp, ws->mu, ws->mg, ws->mq, ws->mk, ws->mv, ws->mo,
-                     ws->kb_hid, ws->kb_emb, ws->kb_kv, ws->out};
+    float *bufs[] = {ws->xres,   ws->h,       ws->q,      ws->k,     ws->v,  ws->o,   ws->ffn,
+                     ws->scores, ws->patches, ws->temb,   ws->e_t,   ws->e6, ws->mod, ws->head,
+                     ws->ctx,    ws->ctx_tmp, ws->mu,     ws->mg,    ws->mq, ws->mk,  ws->mv,
+                     ws->mo,     ws->kb_hid,  ws->kb_emb, ws->kb_kv, ws->out};
     for (size_t i = 0; i < sizeof bufs / sizeof *bufs; i++) free(bufs[i]);
     free(ws->vis);
     free(ws);
@@ -174,7 +176,8 @@ void dit_timestep_sinusoid(int freq_dim, float t, float *out) {
     }
 }
 
-/* z = concat(x (16 ch), cond (20 ch)); token (f, h, w) column c*4 + a*2 + b = z[c][f][2h+a][2w+b]. */
+/* z = concat(x (16 ch), cond (20 ch)); token (f, h, w) column c*4 + a*2 + b = z[c][f][2h+a][2w+b].
+ */
 void dit_patchify(const eng_config *c, const float *x, const float *cond, int nframes,
                   float *patches) {
     const int H = c->lat_h, W = c->lat_w, gh = eng_grid_h(c), gw = eng_grid_w(c);
@@ -209,12 +212,14 @@ void dit_unpatchify(const eng_config *c, const float *tokens, int nframes, float
     }
 }
 
-/* ---- time path (4.3) and image context (4.4) ---------------------------------------------------- */
+/* ---- time path (4.3) and image context (4.4) ----------------------------------------------------
+ */
 
 static void time_path(const eng_weights *w, const dit_inputs *in, dit_workspace *ws) {
     const eng_config *c = &w->cfg;
     const int F = in->nframes, D = c->dim;
-    for (int f = 0; f < F; f++) dit_timestep_sinusoid(c->freq_dim, in->t[f], ws->temb + (size_t)f * c->freq_dim);
+    for (int f = 0; f < F; f++)
+        dit_timestep_sinusoid(c->freq_dim, in->t[f], ws->temb + (size_t)f * c->freq_dim);
     cpu_linear(ws->temb, c->freq_dim, F, c->freq_dim, w->te0_w, w->te0_b, D, ws->h, D);
     cpu_apply_silu(ws->h, (size_t)F * D);
     cpu_linear(ws->h, D, F, D, w->te2_w, w->te2_b, D, ws->e_t, D);
@@ -248,7 +253,8 @@ void dit_cpu_prepare_cross(const eng_weights *w, const float *clip, dit_store *s
     st->cross_ready = 1;
 }
 
-/* ---- helpers ------------------------------------------------------------------------------------ */
+/* ---- helpers ------------------------------------------------------------------------------------
+ */
 
 /* h = LN(x) * (1 + scale[f]) + shift[f] per token, with the frame's modulation rows. */
 void dit_norm_modulate(const float *x, float *h, int F, int S, int D, float eps, const float *shift,
@@ -289,7 +295,9 @@ static void frame_window(const eng_config *c, int64_t f, int64_t *lo, int64_t *h
     if (*lo < 0) *lo = 0;
 }
 
-static int64_t slot_of(const dit_store *st, int64_t f) { return f % st->cap; }
+static int64_t slot_of(const dit_store *st, int64_t f) {
+    return f % st->cap;
+}
 
 /* vis[f][j] = slot j holds a frame inside query frame f's window. */
 static void build_visibility(const eng_config *c, const dit_inputs *in, const dit_store *st,
@@ -304,13 +312,15 @@ static void build_visibility(const eng_config *c, const dit_inputs *in, const di
     }
 }
 
-static void trace_tokens(const dit_inputs *in, const char *name, const float *x, int rows, int cols) {
+static void trace_tokens(const dit_inputs *in, const char *name, const float *x, int rows,
+                         int cols) {
     if (!in->trace) return;
     int64_t shape[2] = {rows, cols};
     in->trace(in->trace_user, name, x, 2, shape);
 }
 
-/* ---- self-attention (4.5 a-f) ------------------------------------------------------------------ */
+/* ---- self-attention (4.5 a-f) ------------------------------------------------------------------
+ */
 
 static void self_attention(const eng_weights *w, int i, const dit_inputs *in, dit_store *st,
                            dit_workspace *ws) {
@@ -327,24 +337,40 @@ static void self_attention(const eng_weights *w, int i, const dit_inputs *in, di
     cpu_rmsnorm(ws->k, ws->k, (size_t)L, D, c->eps, l->norm_k);
     for (int f = 0; f < F; f++) {
         double pos = (double)(in->frame0 + f - in->rope_base);
-        rope3d_apply_frame(ws->q + (size_t)f * S * D, D, eng_grid_h(c), eng_grid_w(c),
-                           c->num_heads, c->head_dim, pos);
-        rope3d_apply_frame(ws->k + (size_t)f * S * D, D, eng_grid_h(c), eng_grid_w(c),
-                           c->num_heads, c->head_dim, pos);
+        rope3d_apply_frame(ws->q + (size_t)f * S * D, D, eng_grid_h(c), eng_grid_w(c), c->num_heads,
+                           c->head_dim, pos);
+        rope3d_apply_frame(ws->k + (size_t)f * S * D, D, eng_grid_h(c), eng_grid_w(c), c->num_heads,
+                           c->head_dim, pos);
         int64_t slot = slot_of(st, in->frame0 + f);
-        memcpy(ls->k + (size_t)slot * S * D, ws->k + (size_t)f * S * D, (size_t)S * D * sizeof(float));
-        memcpy(ls->v + (size_t)slot * S * D, ws->v + (size_t)f * S * D, (size_t)S * D * sizeof(float));
+        memcpy(ls->k + (size_t)slot * S * D, ws->k + (size_t)f * S * D,
+               (size_t)S * D * sizeof(float));
+        memcpy(ls->v + (size_t)slot * S * D, ws->v + (size_t)f * S * D,
+               (size_t)S * D * sizeof(float));
     }
-    cpu_attn_args a = {.q = ws->q, .k = ls->k, .v = ls->v, .o = ws->o, .ldq = D, .ldk = D,
-                       .ldv = D, .ldo = D, .lq = L, .lk = st->cap * S, .heads = c->num_heads,
-                       .dh = c->head_dim, .mask = ws->vis, .frames_q = F, .frames_k = st->cap,
-                       .rows_per_frame_q = S, .rows_per_frame_k = S};
+    cpu_attn_args a = {.q = ws->q,
+                       .k = ls->k,
+                       .v = ls->v,
+                       .o = ws->o,
+                       .ldq = D,
+                       .ldk = D,
+                       .ldv = D,
+                       .ldo = D,
+                       .lq = L,
+                       .lk = st->cap * S,
+                       .heads = c->num_heads,
+                       .dh = c->head_dim,
+                       .mask = ws->vis,
+                       .frames_q = F,
+                       .frames_k = st->cap,
+                       .rows_per_frame_q = S,
+                       .rows_per_frame_k = S};
     cpu_attention(&a, ws->scores);
     cpu_linear(ws->o, D, L, D, l->o_w, l->o_b, D, ws->h, D);
     add_gated(ws->xres, ws->h, F, S, D, mod + 2 * D, (size_t)6 * D);
 }
 
-/* ---- cross-attention (4.5 g) ------------------------------------------------------------------- */
+/* ---- cross-attention (4.5 g) -------------------------------------------------------------------
+ */
 
 static void cross_attention(const eng_weights *w, int i, const dit_inputs *in, dit_store *st,
                             dit_workspace *ws) {
@@ -355,15 +381,25 @@ static void cross_attention(const eng_weights *w, int i, const dit_inputs *in, d
     cpu_layernorm(ws->xres, ws->h, L, D, c->eps, l->norm3_w, l->norm3_b);
     cpu_linear(ws->h, D, L, D, l->cq_w, l->cq_b, D, ws->q, D);
     cpu_rmsnorm(ws->q, ws->q, (size_t)L, D, c->eps, l->cnorm_q);
-    cpu_attn_args a = {.q = ws->q, .k = ls->ck, .v = ls->cv, .o = ws->o, .ldq = D, .ldk = D,
-                       .ldv = D, .ldo = D, .lq = L, .lk = c->clip_tokens, .heads = c->num_heads,
+    cpu_attn_args a = {.q = ws->q,
+                       .k = ls->ck,
+                       .v = ls->cv,
+                       .o = ws->o,
+                       .ldq = D,
+                       .ldk = D,
+                       .ldv = D,
+                       .ldo = D,
+                       .lq = L,
+                       .lk = c->clip_tokens,
+                       .heads = c->num_heads,
                        .dh = c->head_dim};
     cpu_attention(&a, ws->scores);
     cpu_linear(ws->o, D, L, D, l->co_w, l->co_b, D, ws->h, D);
     add_inplace(ws->xres, ws->h, (size_t)L * D); /* no gate, no modulation */
 }
 
-/* ---- action module (section 6) ----------------------------------------------------------------- */
+/* ---- action module (section 6) -----------------------------------------------------------------
+ */
 
 static void mouse_branch(const eng_weights *w, int i, const dit_inputs *in, dit_store *st,
                          dit_workspace *ws) {
@@ -396,8 +432,10 @@ static void mouse_branch(const eng_weights *w, int i, const dit_inputs *in, dit_
         rope_action_apply(ws->mk + (size_t)f * S * Hm, Hm, (size_t)S, heads, hd,
                           c->action_rope_dims[0], c->action_rope_theta, pos);
         int64_t slot = slot_of(st, in->frame0 + f);
-        memcpy(ls->mk + (size_t)slot * S * Hm, ws->mk + (size_t)f * S * Hm, (size_t)S * Hm * sizeof(float));
-        memcpy(ls->mv + (size_t)slot * S * Hm, ws->mv + (size_t)f * S * Hm, (size_t)S * Hm * sizeof(float));
+        memcpy(ls->mk + (size_t)slot * S * Hm, ws->mk + (size_t)f * S * Hm,
+               (size_t)S * Hm * sizeof(float));
+        memcpy(ls->mv + (size_t)slot * S * Hm, ws->mv + (size_t)f * S * Hm,
+               (size_t)S * Hm * sizeof(float));
     }
     /* per spatial position: the frame's query over that position's stored frames */
 #pragma omp parallel for schedule(static)
@@ -448,7 +486,8 @@ static void keyboard_branch(const eng_weights *w, int i, const dit_inputs *in, d
     add_inplace(ws->xres, ws->h, (size_t)L * D);
 }
 
-/* ---- FFN (4.5 i) and head (4.6) ------------------------------------------------------------------ */
+/* ---- FFN (4.5 i) and head (4.6)
+ * ------------------------------------------------------------------ */
 
 static void ffn(const eng_weights *w, int i, const dit_inputs *in, dit_workspace *ws) {
     const eng_config *c = &w->cfg;
@@ -485,7 +524,8 @@ int dit_cpu_forward(const eng_weights *w, const dit_inputs *in, dit_store *st, d
                           eng_variant_name(c->variant));
 
     dit_patchify(c, in->x, in->cond, F, ws->patches);
-    cpu_linear(ws->patches, c->in_dim * 4, L, c->in_dim * 4, w->patch_w, w->patch_b, D, ws->xres, D);
+    cpu_linear(ws->patches, c->in_dim * 4, L, c->in_dim * 4, w->patch_w, w->patch_b, D, ws->xres,
+               D);
     time_path(w, in, ws);
 
     /* the frames of this forward take their slots before attention reads the store */

@@ -44,15 +44,15 @@ typedef void (*dit_trace_fn)(void *user, const char *name, const float *data, in
                              const int64_t *shape);
 
 typedef struct dit_inputs {
-    int nframes;           /* F: 3 for a streaming block, 3K for the cache-free check */
-    int64_t frame0;        /* absolute latent index of the first frame (multiple of 3) */
-    int64_t rope_base;     /* RoPE position = absolute frame - rope_base */
-    const float *x;        /* [16][F][H][W] noisy latents */
-    const float *cond;     /* [20][F][H][W] mask + image-latent conditioning */
-    const float *t;        /* [F] timestep per frame */
+    int nframes;            /* F: 3 for a streaming block, 3K for the cache-free check */
+    int64_t frame0;         /* absolute latent index of the first frame (multiple of 3) */
+    int64_t rope_base;      /* RoPE position = absolute frame - rope_base */
+    const float *x;         /* [16][F][H][W] noisy latents */
+    const float *cond;      /* [20][F][H][W] mask + image-latent conditioning */
+    const float *t;         /* [F] timestep per frame */
     const float *mouse_win; /* [F][P * mouse_dim] mouse window per frame (m-major), or NULL */
-    const float *kb_win;   /* [F][P][kdim] keyboard vectors of the window's video frames */
-    dit_trace_fn trace;    /* optional: hidden state after each transformer block */
+    const float *kb_win;    /* [F][P][kdim] keyboard vectors of the window's video frames */
+    dit_trace_fn trace;     /* optional: hidden state after each transformer block */
     void *trace_user;
 } dit_inputs;
 
@@ -61,7 +61,8 @@ typedef struct dit_workspace dit_workspace;
 dit_workspace *dit_workspace_create(const eng_config *c, int max_frames, int cap);
 void dit_workspace_destroy(dit_workspace *ws);
 
-/* Image context -> cross-attention K/V of every layer (once per session). clip: [tokens][clip_dim]. */
+/* Image context -> cross-attention K/V of every layer (once per session). clip: [tokens][clip_dim].
+ */
 void dit_cpu_prepare_cross(const eng_weights *w, const float *clip, dit_store *st,
                            dit_workspace *ws);
 
@@ -71,10 +72,11 @@ int dit_cpu_forward(const eng_weights *w, const dit_inputs *in, dit_store *st, d
                     float *v_out, char *err, size_t errlen);
 
 /* Building blocks exposed for the unit tests. */
-void dit_timestep_sinusoid(int freq_dim, float t, float *out);           /* [freq_dim] */
+void dit_timestep_sinusoid(int freq_dim, float t, float *out); /* [freq_dim] */
 void dit_patchify(const eng_config *c, const float *x, const float *cond, int nframes,
-                  float *patches);                                      /* [F*S][36*4] */
-void dit_unpatchify(const eng_config *c, const float *tokens, int nframes, float *v); /* [F*S][64] */
+                  float *patches); /* [F*S][36*4] */
+void dit_unpatchify(const eng_config *c, const float *tokens, int nframes,
+                    float *v); /* [F*S][64] */
 /* h = LN(x; eps) * (1 + scale[f]) + shift[f] for the F*S tokens of F frames ([F*S][D]); the
  * frame's shift/scale rows are frame_stride floats apart. */
 void dit_norm_modulate(const float *x, float *h, int F, int S, int D, float eps, const float *shift,

@@ -28,8 +28,8 @@ void eng_cpu_threads_setup(char **argv) {
     int changed = 0;
     if (!getenv("OMP_WAIT_POLICY")) changed |= setenv("OMP_WAIT_POLICY", "passive", 0) == 0;
     if (!getenv("OPENBLAS_CORETYPE") && blas_core_is_generic()) {
-        const char *core = __builtin_cpu_supports("avx512f")  ? "SkylakeX"
-                           : __builtin_cpu_supports("avx2") ? "Haswell"
+        const char *core = __builtin_cpu_supports("avx512f") ? "SkylakeX"
+                           : __builtin_cpu_supports("avx2")  ? "Haswell"
                                                              : NULL;
         if (core) changed |= setenv("OPENBLAS_CORETYPE", core, 0) == 0;
     }
@@ -113,7 +113,7 @@ float cpu_silu(float u) {
 
 #define CPU_MAP(name, fn)                                                                          \
     void name(float *x, size_t n) {                                                                \
-        _Pragma("omp parallel for schedule(static)") for (size_t i = 0; i < n; i++) x[i] =        \
+        _Pragma("omp parallel for schedule(static)") for (size_t i = 0; i < n; i++) x[i] =         \
             fn(x[i]);                                                                              \
     }
 CPU_MAP(cpu_apply_gelu_tanh, cpu_gelu_tanh)
@@ -143,8 +143,8 @@ void cpu_attention(const cpu_attn_args *a, float *scratch) {
     const float scale = (float)(1.0 / sqrt((double)a->dh));
     for (int h = 0; h < a->heads; h++) {
         const int off = h * a->dh;
-        cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, a->lq, a->lk, a->dh, scale,
-                    a->q + off, a->ldq, a->k + off, a->ldk, 0.0f, scratch, a->lk);
+        cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, a->lq, a->lk, a->dh, scale, a->q + off,
+                    a->ldq, a->k + off, a->ldk, 0.0f, scratch, a->lk);
 #pragma omp parallel for schedule(static)
         for (int r = 0; r < a->lq; r++) {
             const unsigned char *vis =

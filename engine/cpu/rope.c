@@ -15,9 +15,12 @@ rope3d_dims rope3d_split(int dh) {
 double rope3d_freq(int dh, int p) {
     rope3d_dims d = rope3d_split(dh);
     int j, dim;
-    if (p < d.t_pairs) j = p, dim = 2 * d.t_pairs;
-    else if (p < d.t_pairs + d.h_pairs) j = p - d.t_pairs, dim = 2 * d.h_pairs;
-    else j = p - d.t_pairs - d.h_pairs, dim = 2 * d.w_pairs;
+    if (p < d.t_pairs)
+        j = p, dim = 2 * d.t_pairs;
+    else if (p < d.t_pairs + d.h_pairs)
+        j = p - d.t_pairs, dim = 2 * d.h_pairs;
+    else
+        j = p - d.t_pairs - d.h_pairs, dim = 2 * d.w_pairs;
     return 1.0 / pow(10000.0, (double)(2 * j) / (double)dim);
 }
 

@@ -32,49 +32,60 @@ static double wall_ms(void) {
 }
 
 static void usage(FILE *f) {
-    fprintf(f,
-"usage: wmgen --model SPEC --out DIR [options]\n"
-"\n"
-"Runs a Matrix-Game-2.0 session on the CPU reference backend and writes its latents.\n"
-"\n"
-"model:\n"
-"  --model SPEC          synthetic:tiny | synthetic:full | checkpoint directory | .safetensors\n"
-"  --variant NAME        universal | gta_drive | templerun (default: from the checkpoint;\n"
-"                        universal for synthetic models)\n"
-"  --layers N            run only the first N transformer blocks (reduced depth)\n"
-"  --weight-seed N       seed of synthetic weights (default 0)\n"
-"  --rope-limit N        rebase RoPE positions before they reach N latent frames (default 1024)\n"
-"session:\n"
-"  --image FILE          start from a PNG/JPEG: cropped and resized to the model's video size\n"
-"                        as the reference does, VAE-encoded for cond_concat and CLIP-encoded\n"
-"                        for visual_context (needs a model with VAE and CLIP)\n"
-"  --cond FILE|synthetic:N\n"
-"                        safetensors with cond_concat [20,N,H,W] and visual_context [257,C]\n"
-"                        (a leading batch dimension of 1 is accepted), or synthetic\n"
-"                        conditioning from seed N (default synthetic:0)\n"
-"  --actions FILE|random:N\n"
-"                        action script (engine/ACTIONS.md), or a random script from seed N\n"
-"                        (default random:0)\n"
-"  --blocks N            blocks of 3 latent frames to generate (default 4)\n"
-"  --seed N              noise seed (default 0)\n"
-"  --session-id N        noise stream of this session (default 0)\n"
-"  --noise FILE          take noise from FILE instead of the generator: tensor 'noise'\n"
-"                        [16,N,H,W] is sliced for each block's initial noise (like the\n"
-"                        reference), 'b{n}.noise0' overrides it per block, and 'b{n}.noise{k}'\n"
-"                        (k >= 1) is the re-noising draw before step k+1 of block n\n"
-"output (in --out DIR):\n"
-"  latents.safetensors   'latents' [16, 3*blocks, H, W] and 'b{n}.x0' per block\n"
-"  frames/               frame_%%06d.png, every decoded video frame (when the model has a VAE)\n"
-"  video.mp4             the same frames as H.264 when the ffmpeg program is installed\n"
-"  --no-frames           latents only: skip the VAE decode\n"
-"  --no-mp4              PNG frames only\n"
-"  --fps N               frame rate of the MP4 (default 25)\n"
-"  --dump-forwards       forwards.safetensors: 'b{n}.s{k}.x' input and 'b{n}.s{k}.v' output of\n"
-"                        every forward (k = steps is the context pass)\n"
-"  --dump-hidden N:K     hidden.safetensors: 'b{N}.s{K}.layer{i}' [3*S, D] after each block\n"
-"  --dump-noise          noise.safetensors: every noise tensor used, named as for --noise\n"
-"  --quiet               no per-block table\n"
-"  -h, --help            this text\n");
+    fprintf(
+        f,
+        "usage: wmgen --model SPEC --out DIR [options]\n"
+        "\n"
+        "Runs a Matrix-Game-2.0 session on the CPU reference backend and writes its latents.\n"
+        "\n"
+        "model:\n"
+        "  --model SPEC          synthetic:tiny | synthetic:full | checkpoint directory | "
+        ".safetensors\n"
+        "  --variant NAME        universal | gta_drive | templerun (default: from the checkpoint;\n"
+        "                        universal for synthetic models)\n"
+        "  --layers N            run only the first N transformer blocks (reduced depth)\n"
+        "  --weight-seed N       seed of synthetic weights (default 0)\n"
+        "  --rope-limit N        rebase RoPE positions before they reach N latent frames (default "
+        "1024)\n"
+        "session:\n"
+        "  --image FILE          start from a PNG/JPEG: cropped and resized to the model's video "
+        "size\n"
+        "                        as the reference does, VAE-encoded for cond_concat and "
+        "CLIP-encoded\n"
+        "                        for visual_context (needs a model with VAE and CLIP)\n"
+        "  --cond FILE|synthetic:N\n"
+        "                        safetensors with cond_concat [20,N,H,W] and visual_context "
+        "[257,C]\n"
+        "                        (a leading batch dimension of 1 is accepted), or synthetic\n"
+        "                        conditioning from seed N (default synthetic:0)\n"
+        "  --actions FILE|random:N\n"
+        "                        action script (engine/ACTIONS.md), or a random script from seed "
+        "N\n"
+        "                        (default random:0)\n"
+        "  --blocks N            blocks of 3 latent frames to generate (default 4)\n"
+        "  --seed N              noise seed (default 0)\n"
+        "  --session-id N        noise stream of this session (default 0)\n"
+        "  --noise FILE          take noise from FILE instead of the generator: tensor 'noise'\n"
+        "                        [16,N,H,W] is sliced for each block's initial noise (like the\n"
+        "                        reference), 'b{n}.noise0' overrides it per block, and "
+        "'b{n}.noise{k}'\n"
+        "                        (k >= 1) is the re-noising draw before step k+1 of block n\n"
+        "output (in --out DIR):\n"
+        "  latents.safetensors   'latents' [16, 3*blocks, H, W] and 'b{n}.x0' per block\n"
+        "  frames/               frame_%%06d.png, every decoded video frame (when the model has a "
+        "VAE)\n"
+        "  video.mp4             the same frames as H.264 when the ffmpeg program is installed\n"
+        "  --no-frames           latents only: skip the VAE decode\n"
+        "  --no-mp4              PNG frames only\n"
+        "  --fps N               frame rate of the MP4 (default 25)\n"
+        "  --dump-forwards       forwards.safetensors: 'b{n}.s{k}.x' input and 'b{n}.s{k}.v' "
+        "output of\n"
+        "                        every forward (k = steps is the context pass)\n"
+        "  --dump-hidden N:K     hidden.safetensors: 'b{N}.s{K}.layer{i}' [3*S, D] after each "
+        "block\n"
+        "  --dump-noise          noise.safetensors: every noise tensor used, named as for --noise\n"
+        "  --quiet               no per-block table\n"
+        "  -h, --help            this text\n");
 }
 
 static int parse_u64(const char *s, uint64_t *out) {
@@ -94,49 +105,102 @@ static int parse_int(const char *s, int lo, int hi, int *out) {
 }
 
 static int parse_args(int argc, char **argv, wmgen_opts *o) {
-    enum { O_VARIANT = 256, O_LAYERS, O_WSEED, O_ROPE, O_COND, O_ACTIONS, O_BLOCKS, O_SEED, O_SID,
-           O_NOISE, O_OUT, O_DFWD, O_DHID, O_DNOISE, O_QUIET, O_MODEL, O_IMAGE, O_NOFRAMES,
-           O_NOMP4, O_FPS };
-    static const struct option longopts[] = {
-        {"model", required_argument, 0, O_MODEL},     {"variant", required_argument, 0, O_VARIANT},
-        {"layers", required_argument, 0, O_LAYERS},   {"weight-seed", required_argument, 0, O_WSEED},
-        {"rope-limit", required_argument, 0, O_ROPE}, {"cond", required_argument, 0, O_COND},
-        {"actions", required_argument, 0, O_ACTIONS}, {"blocks", required_argument, 0, O_BLOCKS},
-        {"seed", required_argument, 0, O_SEED},       {"session-id", required_argument, 0, O_SID},
-        {"noise", required_argument, 0, O_NOISE},     {"out", required_argument, 0, O_OUT},
-        {"dump-forwards", no_argument, 0, O_DFWD},    {"dump-hidden", required_argument, 0, O_DHID},
-        {"dump-noise", no_argument, 0, O_DNOISE},     {"quiet", no_argument, 0, O_QUIET},
-        {"image", required_argument, 0, O_IMAGE},     {"no-frames", no_argument, 0, O_NOFRAMES},
-        {"no-mp4", no_argument, 0, O_NOMP4},          {"fps", required_argument, 0, O_FPS},
-        {"help", no_argument, 0, 'h'},                {0, 0, 0, 0}};
+    enum {
+        O_VARIANT = 256,
+        O_LAYERS,
+        O_WSEED,
+        O_ROPE,
+        O_COND,
+        O_ACTIONS,
+        O_BLOCKS,
+        O_SEED,
+        O_SID,
+        O_NOISE,
+        O_OUT,
+        O_DFWD,
+        O_DHID,
+        O_DNOISE,
+        O_QUIET,
+        O_MODEL,
+        O_IMAGE,
+        O_NOFRAMES,
+        O_NOMP4,
+        O_FPS
+    };
+    static const struct option longopts[] = {{"model", required_argument, 0, O_MODEL},
+                                             {"variant", required_argument, 0, O_VARIANT},
+                                             {"layers", required_argument, 0, O_LAYERS},
+                                             {"weight-seed", required_argument, 0, O_WSEED},
+                                             {"rope-limit", required_argument, 0, O_ROPE},
+                                             {"cond", required_argument, 0, O_COND},
+                                             {"actions", required_argument, 0, O_ACTIONS},
+                                             {"blocks", required_argument, 0, O_BLOCKS},
+                                             {"seed", required_argument, 0, O_SEED},
+                                             {"session-id", required_argument, 0, O_SID},
+                                             {"noise", required_argument, 0, O_NOISE},
+                                             {"out", required_argument, 0, O_OUT},
+                                             {"dump-forwards", no_argument, 0, O_DFWD},
+                                             {"dump-hidden", required_argument, 0, O_DHID},
+                                             {"dump-noise", no_argument, 0, O_DNOISE},
+                                             {"quiet", no_argument, 0, O_QUIET},
+                                             {"image", required_argument, 0, O_IMAGE},
+                                             {"no-frames", no_argument, 0, O_NOFRAMES},
+                                             {"no-mp4", no_argument, 0, O_NOMP4},
+                                             {"fps", required_argument, 0, O_FPS},
+                                             {"help", no_argument, 0, 'h'},
+                                             {0, 0, 0, 0}};
     memset(o, 0, sizeof *o);
     o->blocks = 4, o->hidden_block = -1, o->frames = 1, o->mp4 = 1, o->fps = 25;
     for (int c; (c = getopt_long(argc, argv, "h", longopts, NULL)) != -1;) {
         int bad = 0;
         uint64_t u = 0;
         switch (c) {
-        case O_MODEL: o->model = optarg; break;
-        case O_VARIANT: o->variant = optarg; break;
-        case O_LAYERS: bad = parse_int(optarg, 1, ENG_MAX_LAYERS, &o->layers); break;
-        case O_WSEED: bad = parse_u64(optarg, &o->weight_seed); break;
-        case O_ROPE: bad = parse_int(optarg, 1, 1 << 30, &o->rope_limit); break;
+        case O_MODEL:
+            o->model = optarg;
+            break;
+        case O_VARIANT:
+            o->variant = optarg;
+            break;
+        case O_LAYERS:
+            bad = parse_int(optarg, 1, ENG_MAX_LAYERS, &o->layers);
+            break;
+        case O_WSEED:
+            bad = parse_u64(optarg, &o->weight_seed);
+            break;
+        case O_ROPE:
+            bad = parse_int(optarg, 1, 1 << 30, &o->rope_limit);
+            break;
         case O_COND:
-            if (strncmp(optarg, "synthetic:", 10) == 0) bad = parse_u64(optarg + 10, &o->cond_seed);
-            else o->cond_path = optarg;
+            if (strncmp(optarg, "synthetic:", 10) == 0)
+                bad = parse_u64(optarg + 10, &o->cond_seed);
+            else
+                o->cond_path = optarg;
             break;
         case O_ACTIONS:
-            if (strncmp(optarg, "random:", 7) == 0) bad = parse_u64(optarg + 7, &o->actions_seed);
-            else o->actions_path = optarg;
+            if (strncmp(optarg, "random:", 7) == 0)
+                bad = parse_u64(optarg + 7, &o->actions_seed);
+            else
+                o->actions_path = optarg;
             break;
-        case O_BLOCKS: bad = parse_int(optarg, 1, 1 << 20, &o->blocks); break;
-        case O_SEED: bad = parse_u64(optarg, &o->seed); break;
+        case O_BLOCKS:
+            bad = parse_int(optarg, 1, 1 << 20, &o->blocks);
+            break;
+        case O_SEED:
+            bad = parse_u64(optarg, &o->seed);
+            break;
         case O_SID:
             bad = parse_u64(optarg, &u) || u > 0xFFFFFFFFu;
             o->session_id = (uint32_t)u;
             break;
-        case O_NOISE: o->noise_path = optarg; break;
-        case O_OUT: o->out_dir = optarg; break;
-        case O_DFWD: o->dump_forwards = 1; break;
+        case O_NOISE:
+            o->noise_path = optarg;
+            break;
+        case O_OUT:
+            o->out_dir = optarg;
+            break;
+        case O_DFWD:
+            o->dump_forwards = 1;
+            break;
         case O_DHID: {
             long long n;
             int k, used = 0;
@@ -144,14 +208,30 @@ static int parse_args(int argc, char **argv, wmgen_opts *o) {
             o->hidden_block = n, o->hidden_step = k;
             break;
         }
-        case O_DNOISE: o->dump_noise = 1; break;
-        case O_QUIET: o->quiet = 1; break;
-        case O_IMAGE: o->image_path = optarg; break;
-        case O_NOFRAMES: o->frames = 0; break;
-        case O_NOMP4: o->mp4 = 0; break;
-        case O_FPS: bad = parse_int(optarg, 1, 240, &o->fps); break;
-        case 'h': usage(stdout); exit(0);
-        default: usage(stderr); return -1;
+        case O_DNOISE:
+            o->dump_noise = 1;
+            break;
+        case O_QUIET:
+            o->quiet = 1;
+            break;
+        case O_IMAGE:
+            o->image_path = optarg;
+            break;
+        case O_NOFRAMES:
+            o->frames = 0;
+            break;
+        case O_NOMP4:
+            o->mp4 = 0;
+            break;
+        case O_FPS:
+            bad = parse_int(optarg, 1, 240, &o->fps);
+            break;
+        case 'h':
+            usage(stdout);
+            exit(0);
+        default:
+            usage(stderr);
+            return -1;
         }
         if (bad) {
             const char *opt = "?";
@@ -255,7 +335,8 @@ typedef struct noise_source {
 static int noise_from_file(void *user, int64_t block, int k, float *dst, size_t n, char *err,
                            size_t errlen);
 
-/* ---- outputs ---------------------------------------------------------------------------------- */
+/* ---- outputs ----------------------------------------------------------------------------------
+ */
 
 typedef struct dumps {
     st_writer *forwards, *hidden, *noise;
@@ -267,7 +348,9 @@ typedef struct dumps {
 static void trace_fn(void *user, const char *name, const float *data, int ndim,
                      const int64_t *shape) {
     dumps *d = user;
-    st_writer *w = strstr(name, ".layer") ? d->hidden : strstr(name, ".noise") ? d->noise : d->forwards;
+    st_writer *w = strstr(name, ".layer")   ? d->hidden
+                   : strstr(name, ".noise") ? d->noise
+                                            : d->forwards;
     if (!w || d->failed) return;
     if (st_writer_add_f32(w, name, shape, ndim, data, d->err, sizeof d->err)) d->failed = 1;
 }
@@ -298,7 +381,8 @@ static int noise_from_file(void *user, int64_t block, int k, float *dst, size_t 
     /* [1?, 16, N, H, W]: this block's frames 3b .. 3b+2 */
     const size_t HW = (size_t)c->lat_h * c->lat_w, T = (size_t)c->frames_per_block;
     const int64_t frames = all->ndim >= 4 ? all->shape[all->ndim - 3] : 0;
-    if (all->ndim < 4 || all->shape[all->ndim - 4] != 16 || (size_t)all->shape[all->ndim - 2] != (size_t)c->lat_h ||
+    if (all->ndim < 4 || all->shape[all->ndim - 4] != 16 ||
+        (size_t)all->shape[all->ndim - 2] != (size_t)c->lat_h ||
         (size_t)all->shape[all->ndim - 1] != (size_t)c->lat_w || frames < (int64_t)T * (block + 1))
         return eng_errorf(err, errlen, ENG_EFORMAT,
                           "%s: 'noise' must be [16, N, %d, %d] with N >= %lld", st_origin(ns->file),
@@ -320,10 +404,13 @@ static int save_writer(st_writer *w, const char *dir, const char *file, char *er
     return st_writer_save(w, path, err, errlen);
 }
 
-/* ---- main --------------------------------------------------------------------------------------- */
+/* ---- main ---------------------------------------------------------------------------------------
+ */
 
 static int run(const wmgen_opts *o, char *err, size_t errlen) {
-    eng_model_options mo = {.variant = -1, .num_layers = o->layers, .weight_seed = o->weight_seed,
+    eng_model_options mo = {.variant = -1,
+                            .num_layers = o->layers,
+                            .weight_seed = o->weight_seed,
                             .rope_pos_limit = o->rope_limit};
     if (o->variant && (mo.variant = eng_variant_parse(o->variant)) < 0)
         return eng_errorf(err, errlen, ENG_EINVAL,
@@ -347,12 +434,13 @@ static int run(const wmgen_opts *o, char *err, size_t errlen) {
     eng_session *s = NULL;
     float *lat = NULL, *all = NULL;
     st_writer *out = st_writer_create();
-    rc = !out ? ENG_ENOMEM
+    rc = !out            ? ENG_ENOMEM
          : o->image_path ? load_image(o->image_path, m, &cd, err, errlen)
                          : load_conditioning(o, c, &cd, err, errlen);
     if (!rc)
-        rc = o->actions_path ? eng_actions_load(o->actions_path, c, &script, err, errlen)
-                             : eng_actions_random(c, o->actions_seed, (size_t)12 * o->blocks, &script);
+        rc = o->actions_path
+                 ? eng_actions_load(o->actions_path, c, &script, err, errlen)
+                 : eng_actions_random(c, o->actions_seed, (size_t)12 * o->blocks, &script);
     if (!rc && o->noise_path) {
         ns.cfg = c;
         rc = st_open(o->noise_path, &ns.file, err, errlen);
@@ -363,12 +451,17 @@ static int run(const wmgen_opts *o, char *err, size_t errlen) {
         d.hidden = o->hidden_block >= 0 ? st_writer_create() : NULL;
         d.noise = o->dump_noise ? st_writer_create() : NULL;
         const int tracing = d.forwards || d.hidden || d.noise;
-        eng_session_params sp = {.seed = o->seed, .session_id = o->session_id, .cond = cd.cond,
-                                 .cond_frames = cd.frames, .clip = cd.clip, .image = cd.image,
+        eng_session_params sp = {.seed = o->seed,
+                                 .session_id = o->session_id,
+                                 .cond = cd.cond,
+                                 .cond_frames = cd.frames,
+                                 .clip = cd.clip,
+                                 .image = cd.image,
                                  .trace = tracing ? trace_fn : NULL,
                                  .trace_hidden_block = o->hidden_block,
                                  .trace_hidden_step = o->hidden_step,
-                                 .noise = session_noise, .user = &d};
+                                 .noise = session_noise,
+                                 .user = &d};
         rc = eng_session_create(m, &sp, &s, err, errlen);
     }
     const size_t HW = (size_t)c->lat_h * c->lat_w, T = (size_t)c->frames_per_block;
@@ -444,9 +537,12 @@ static int run(const wmgen_opts *o, char *err, size_t errlen) {
         if (!rc) rc = src;
         if (!rc && !o->quiet)
             printf("wrote %d frames to %s/frames/%s\n", nframes_total, o->out_dir,
-                   mp4_written ? " and video.mp4" : o->mp4 ? " (no ffmpeg program: no MP4)" : "");
+                   mp4_written ? " and video.mp4"
+                   : o->mp4    ? " (no ffmpeg program: no MP4)"
+                               : "");
     }
-    if (!rc && !o->quiet) printf("wrote %s/latents.safetensors (%d blocks)\n", o->out_dir, o->blocks);
+    if (!rc && !o->quiet)
+        printf("wrote %s/latents.safetensors (%d blocks)\n", o->out_dir, o->blocks);
     st_writer_destroy(out);
     st_writer_destroy(d.forwards);
     st_writer_destroy(d.hidden);
