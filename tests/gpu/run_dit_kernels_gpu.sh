@@ -1,56 +1,6 @@
 #!/usr/bin/env bash
-# test_dit_kernels_gpu built on a machine without a GPU, run on the GPU host.
-#
-#   on the build machine:  tests/gpu/run_dit_kernels_gpu.sh --bundle [BUILD]
-#     copies the shared libraries the binary needs that the GPU image may lack (OpenBLAS with
-#     its Fortran runtime, cJSON, libgomp: everything ldd resolves outside glibc, libstdc++,
-#     libgcc and the CUDA toolkit) into BUILD/gpu-libs (~40 MB), to carry with the binary.
-#   on the GPU host:       tests/gpu/run_dit_kernels_gpu.sh [BUILD]
-#     runs it with BUILD/gpu-libs and the toolkit's libcudart / libcublasLt on the library path;
-#     the log also goes to $OUT/test_dit_kernels_gpu.log when $OUT is set.
-# BUILD defaults to build-cu. Exit status: the test's (0 pass, 1 a check failed, 2 CUDA error),
-# 3 if a library is still missing.
-set -euo pipefail
-
-mode=run
-if [[ "${1:-}" == "--bundle" ]]; then
-    mode=bundle
-    shift
-fi
-build="${1:-build-cu}"
-bin="$build/tests/test_dit_kernels_gpu"
-libs="$build/gpu-libs"
-[[ -x "$bin" ]] || { echo "no $bin: build it first" >&2; exit 3; }
-
-if [[ "$mode" == bundle ]]; then
-    mkdir -p "$libs"
-    ldd "$bin" | awk '/=> \//{print $1, $3}' | while read -r name path; do
-        case "$name" in
-            libc.so.*|libm.so.*|libdl.so.*|libpthread.so.*|librt.so.*|libgcc_s.so.*|libstdc++.so.*) continue ;;
-        esac
-        case "$path" in /usr/local/cuda*) continue ;; esac
-        cp -L "$path" "$libs/$name"
-        echo "bundled $name ($path)"
-    done
-    du -sh "$libs"
-    exit 0
-fi
-
-cuda_lib=""
-# the toolkit's libraries first; PyTorch's CUDA 13 wheels (nvidia/*/lib) as a last resort
-for d in /usr/local/cuda/lib64 /usr/local/cuda/lib /usr/local/cuda/targets/x86_64-linux/lib \
-         /opt/torch/.venv/lib/python3*/site-packages/nvidia/*/lib \
-         /opt/torch/.venv/lib/python3*/site-packages/nvidia/cu13/lib; do
-    if [[ -d "$d" ]]; then cuda_lib="$cuda_lib:$d"; fi
-done
-export LD_LIBRARY_PATH="$libs$cuda_lib${LD_LIBRARY_PATH:+:$LD_LIBRARY_PATH}"
-nvidia-smi --query-gpu=name,driver_version,memory.total,clocks.sm,clocks.max.sm --format=csv,noheader || true
-if ldd "$bin" | grep "not found"; then
-    echo "missing libraries (LD_LIBRARY_PATH=$LD_LIBRARY_PATH)" >&2
-    exit 3
-fi
-if [[ -n "${OUT:-}" ]]; then
-    "$bin" 2>&1 | tee "$OUT/test_dit_kernels_gpu.log"
-else
-    "$bin"
-fi
+# test_dit_kernels_gpu (each bf16 kernel against the CPU reference, then timed) on the GPU host.
+# Usage as run_gpu_test.sh: [--bundle] [BUILD].
+here="$(dirname "$0")"
+if [[ "${1:-}" == "--bundle" ]]; then exec "$here/run_gpu_test.sh" --bundle test_dit_kernels_gpu "${2:-build-cu}"; fi
+exec "$here/run_gpu_test.sh" test_dit_kernels_gpu "${1:-build-cu}"
