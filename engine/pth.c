@@ -18,6 +18,7 @@
 #ifndef _POSIX_C_SOURCE
 #define _POSIX_C_SOURCE 200809L /* the build defines it; this keeps the file buildable alone */
 #endif
+#include "engine/half.h"
 #include "engine/pth.h"
 
 #include "engine/errors.h"
@@ -1436,26 +1437,8 @@ const pth_tensor *pth_find(const pth_file *f, const char *name) {
 }
 
 /* ---------------------------------------------------------------------------------------------
- * Conversion. The same f16 rule as safetensors.c, kept here so pth.c builds alone (the fuzz
- * target compiles it without the rest of the engine). */
-
-static float f16_to_f32(uint16_t h) {
-    uint32_t sign = (uint32_t)(h & 0x8000u) << 16;
-    uint32_t exp = (h >> 10) & 0x1Fu, man = h & 0x3FFu;
-    uint32_t bits;
-    if (exp == 0x1F) {
-        bits = sign | 0x7F800000u | (man << 13); /* inf, or NaN with its payload kept */
-    } else if (exp != 0) {
-        bits = sign | ((exp + 112u) << 23) | (man << 13); /* rebias 15 -> 127 */
-    } else {
-        float fv = (float)man * 0x1p-24f; /* zero or subnormal: exact in float */
-        memcpy(&bits, &fv, sizeof bits);
-        bits |= sign;
-    }
-    float f;
-    memcpy(&f, &bits, sizeof f);
-    return f;
-}
+ * Conversion (F16 through engine/half.h, header only, so pth.c still builds alone for the fuzz
+ * target). */
 
 /* Element `i` of the storage; storages sit at any file offset, hence memcpy. */
 static inline float load_elem(const uint8_t *base, pth_dtype dt, int64_t i) {
@@ -1468,7 +1451,7 @@ static inline float load_elem(const uint8_t *base, pth_dtype dt, int64_t i) {
         return f;
     case PTH_F16:
         memcpy(&h, base + 2 * i, sizeof h);
-        return f16_to_f32(h);
+        return wm_f16_to_f32(h);
     default: /* PTH_BF16 */
         memcpy(&h, base + 2 * i, sizeof h);
         bits = (uint32_t)h << 16;

@@ -9,6 +9,7 @@
 #ifndef _POSIX_C_SOURCE
 #define _POSIX_C_SOURCE 200809L /* the build defines it; this keeps the file buildable alone */
 #endif
+#include "engine/half.h"
 #include "engine/safetensors.h"
 
 #include <cjson/cJSON.h>
@@ -720,7 +721,9 @@ const st_tensor *st_get(const st_file *f, size_t i) {
     return (f != NULL && i < f->count) ? &f->tensors[i] : NULL;
 }
 
-size_t st_index(const st_file *f, const st_tensor *t) { return (size_t)(t - f->tensors); }
+size_t st_index(const st_file *f, const st_tensor *t) {
+    return (size_t)(t - f->tensors);
+}
 
 const st_tensor *st_find(const st_file *f, const char *name) {
     if (f == NULL || name == NULL) return NULL;
@@ -748,25 +751,6 @@ const char *st_metadata(const st_file *f, const char *key) {
 /* ---------------------------------------------------------------------------------------------
  * Conversion */
 
-static float f16_bits_to_f32(uint16_t h) {
-    uint32_t sign = (uint32_t)(h & 0x8000u) << 16;
-    uint32_t exp = (h >> 10) & 0x1Fu, man = h & 0x3FFu;
-    uint32_t bits;
-    if (exp == 0x1F) {
-        bits = sign | 0x7F800000u | (man << 13); /* inf, or NaN with its payload kept */
-    } else if (exp != 0) {
-        bits = sign | ((exp + 112u) << 23) | (man << 13); /* rebias 15 -> 127 */
-    } else {
-        /* Zero or subnormal: man * 2^-24, exact in float (man < 2^10, result a normal float). */
-        float v = (float)man * 0x1p-24f;
-        memcpy(&bits, &v, sizeof bits);
-        bits |= sign;
-    }
-    float f;
-    memcpy(&f, &bits, sizeof f);
-    return f;
-}
-
 int st_to_f32(const st_tensor *t, float *dst, size_t n, char *err, size_t errlen) {
     if (t == NULL || (dst == NULL && n != 0)) {
         set_err(err, errlen, "st_to_f32: tensor or destination is NULL");
@@ -788,7 +772,7 @@ int st_to_f32(const st_tensor *t, float *dst, size_t n, char *err, size_t errlen
         for (size_t i = 0; i < n; i++) {
             uint16_t h;
             memcpy(&h, src + 2 * i, sizeof h);
-            dst[i] = f16_bits_to_f32(h);
+            dst[i] = wm_f16_to_f32(h);
         }
         return 0;
     case ST_BF16:
