@@ -16,6 +16,10 @@ PACKAGES=(
     libturbojpeg0-dev libjpeg62-turbo-dev libpng-dev
     ffmpeg # wmgen writes an MP4 next to its PNG frames when the ffmpeg program is present
     chromium # the browser end-to-end test (tests/e2e) drives Debian's headless Chromium
+    # Static checks of docker/ (tests/test_docker_files.py): `haproxy -c` (2.0 MB download, 5 MB
+    # installed with its libraries; Debian's default haproxy.cfg defines no listener, so its
+    # service opens no port) and yamllint (0.2 MB with python3-yaml and python3-pathspec).
+    haproxy yamllint
 )
 # Node.js for the browser test's playwright-core (needs node >= 20) and the JS codec check: only
 # when no node is on the machine (Debian 12's nodejs is 18; the development machines have 20).
