@@ -367,8 +367,10 @@ int eng_config_parse_json(eng_config *out, const char *text, size_t len, const c
     const cJSON *ext = cJSON_GetObjectItemCaseSensitive(root, "wmserve");
     if (ext) rc = parse_wmserve_block(&j, ext, &c);
     cJSON_Delete(root);
-    if (!rc) rc = eng_config_validate(&c, err, errlen);
     if (rc) return rc;
+    char why[256];
+    if (eng_config_validate(&c, why, sizeof why) != 0) /* name the file, as every other error */
+        return eng_errorf(err, errlen, ENG_ECONFIG, "%s: %s", origin, why);
     *out = c;
     return 0;
 }
