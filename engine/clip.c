@@ -213,6 +213,15 @@ const clip_config *clip_weights_config(const clip_weights *w) {
     return w ? &w->cfg : NULL;
 }
 
+const float *clip_weights_tensor(const clip_weights *w, const char *name, size_t *numel) {
+    for (int i = 0; w && name && i < w->nparams; i++)
+        if (strcmp(w->params[i].name, name) == 0) {
+            if (numel) *numel = (size_t)w->params[i].numel;
+            return *w->params[i].slot;
+        }
+    return NULL;
+}
+
 /* ---- synthetic weights ----------------------------------------------------------------------- */
 
 int clip_weights_synthetic(const clip_config *c, uint64_t seed, clip_weights **out, char *err,

@@ -35,6 +35,10 @@ int clip_weights_load(const clip_config *c, const char *path, clip_weights **out
                       size_t errlen);
 void clip_weights_free(clip_weights *w);
 const clip_config *clip_weights_config(const clip_weights *w);
+/* A parameter's host values by its official key (e.g. "visual.transformer.3.mlp.0.weight", shape
+ * as in model-vae-clip.md 5.6), for a backend that uploads them; *numel (may be NULL) gets its
+ * size. NULL for a key the encoder does not hold (post_norm, head, blocks that do not run). */
+const float *clip_weights_tensor(const clip_weights *w, const char *name, size_t *numel);
 
 /* Preprocessing alone (exposed for tests): image [3][H][W] in [-1, 1] -> [3][224][224] normalised. */
 void clip_preprocess(const clip_config *c, const float *image, int height, int width, float *out);

@@ -10,6 +10,7 @@
 #include <string.h>
 
 #include "engine/errors.h"
+#include "engine/model_internal.h"
 
 #define COND_DISTINCT 30
 
@@ -19,13 +20,13 @@ struct eng_cond {
     float *cond;      /* [20][cap][H][W]: mask channels, then image latents */
     int cap, ready;   /* frames allocated / frames available */
     int bounded;      /* given tensors: frames past `ready` repeat the last */
-    vae_encoder *enc; /* image sessions until latent 29 is encoded */
+    eng_vae_enc *enc; /* image sessions until latent 29 is encoded (backend_vae.c) */
     float *zeros;     /* [3][4][video_h][video_w] grey continuation chunk */
 };
 
 void eng_cond_destroy(eng_cond *c) {
     if (!c) return;
-    vae_encoder_destroy(c->enc);
+    eng_vae_enc_destroy(c->enc);
     free(c->clip), free(c->cond), free(c->zeros);
     free(c);
 }
@@ -65,7 +66,7 @@ static int encode_until(eng_cond *c, int upto, char *err, size_t errlen) {
         const size_t HW = (size_t)c->lat_h * c->lat_w;
         float *dst = malloc(16 * HW * sizeof(float));
         int nlat = 0;
-        int rc = dst ? vae_encode(c->enc, c->zeros, 4, dst, &nlat, err, errlen)
+        int rc = dst ? eng_vae_encode(c->enc, c->zeros, 4, dst, &nlat, err, errlen)
                      : eng_errorf(err, errlen, ENG_ENOMEM, "out of memory");
         if (!rc && nlat != 1)
             rc = eng_errorf(err, errlen, ENG_ESTATE, "VAE encoder returned %d latents for 4 frames",
@@ -78,7 +79,7 @@ static int encode_until(eng_cond *c, int upto, char *err, size_t errlen) {
         c->ready++;
     }
     if (c->ready >= COND_DISTINCT && c->enc) { /* latent 29 reached: the rest repeats it */
-        vae_encoder_destroy(c->enc);
+        eng_vae_enc_destroy(c->enc);
         c->enc = NULL;
         free(c->zeros);
         c->zeros = NULL;
@@ -86,11 +87,20 @@ static int encode_until(eng_cond *c, int upto, char *err, size_t errlen) {
     return 0;
 }
 
-int eng_cond_from_image(const eng_config *cfg, const vae_weights *vae, const clip_weights *clip,
-                        const float *image, eng_cond **out, char *err, size_t errlen) {
+/* CLIP on the model's GPU when it has one there and the session is not CPU-only. */
+static int encode_clip(const eng_model *m, int cpu_only, const float *image, int vh, int vw,
+                       float *tokens, char *err, size_t errlen) {
+    eng_gpu_model *g = cpu_only ? NULL : eng_model_gpu(m);
+    if (g && eng_gpu_has_clip(g)) return eng_gpu_clip_encode(g, image, vh, vw, tokens, err, errlen);
+    return clip_encode(eng_model_clip(m), image, vh, vw, tokens, err, errlen);
+}
+
+int eng_cond_from_image(const eng_model *m, int cpu_only, const float *image, eng_cond **out,
+                        char *err, size_t errlen) {
     *out = NULL;
+    const eng_config *cfg = eng_model_config(m);
     const int vh = 8 * cfg->lat_h, vw = 8 * cfg->lat_w;
-    const clip_config *cc = clip_weights_config(clip);
+    const clip_config *cc = clip_weights_config(eng_model_clip(m));
     if (cc->width != cfg->clip_dim || clip_tokens(cc) != cfg->clip_tokens)
         return eng_errorf(err, errlen, ENG_ECONFIG,
                           "CLIP gives %d tokens of width %d; the DiT expects %d x %d",
@@ -99,13 +109,14 @@ int eng_cond_from_image(const eng_config *cfg, const vae_weights *vae, const cli
     if (!c) return eng_errorf(err, errlen, ENG_ENOMEM, "out of memory for conditioning");
     c->zeros = calloc(3 * 4 * (size_t)vh * vw, sizeof(float));
     int rc = c->zeros ? 0 : eng_errorf(err, errlen, ENG_ENOMEM, "out of memory for conditioning");
-    if (!rc) rc = clip_encode(clip, image, vh, vw, c->clip, err, errlen);
-    if (!rc) rc = vae_encoder_create(vae, vh, vw, &c->enc, err, errlen);
+    if (!rc) rc = encode_clip(m, cpu_only, image, vh, vw, c->clip, err, errlen);
+    if (!rc)
+        rc = eng_vae_enc_create(eng_model_vae_backend(m), cpu_only, vh, vw, &c->enc, err, errlen);
     int nlat = 0;
     const size_t HW = (size_t)cfg->lat_h * cfg->lat_w;
     float *first = rc ? NULL : malloc(16 * HW * sizeof(float));
     if (!rc && !first) rc = eng_errorf(err, errlen, ENG_ENOMEM, "out of memory");
-    if (!rc) rc = vae_encode(c->enc, image, 1, first, &nlat, err, errlen);
+    if (!rc) rc = eng_vae_encode(c->enc, image, 1, first, &nlat, err, errlen);
     for (int ch = 0; ch < 16 && !rc; ch++)
         memcpy(c->cond + (size_t)(4 + ch) * c->cap * HW, first + (size_t)ch * HW,
                HW * sizeof(float));

@@ -21,11 +21,29 @@
 typedef struct eng_model eng_model;
 typedef struct eng_session eng_session;
 
+/* Where a model computes (README "Backends"). ENG_BACKEND_DEFAULT (0, what a zeroed options struct
+ * holds) takes the environment variable WM_BACKEND (cpu | cuda | auto) and is AUTO when it is
+ * unset. AUTO is CUDA when the engine was built with CUDA and a device answers, else the CPU
+ * reference; the reason for the choice is in eng_model_describe. CUDA fails eng_model_open with a
+ * message when the build has no CUDA or no device answers. */
+typedef enum eng_backend {
+    ENG_BACKEND_DEFAULT = 0,
+    ENG_BACKEND_AUTO = 1,
+    ENG_BACKEND_CPU = 2,
+    ENG_BACKEND_CUDA = 3,
+} eng_backend;
+
+/* "auto", "cpu" or "cuda" -> ENG_BACKEND_*; anything else (NULL, "", "gpu", "CPU") -> -1. */
+int eng_backend_parse(const char *name);
+/* "default", "auto", "cpu", "cuda" or "?". */
+const char *eng_backend_name(int backend);
+
 typedef struct eng_model_options {
     int variant;    /* eng_variant, or -1: from config.json / the weights (synthetic: universal) */
     int num_layers; /* 0: as configured; n > 0: only the first n layers (reduced depth) */
     uint64_t weight_seed; /* synthetic weights' seed */
     int rope_pos_limit;   /* 0: default (1024, the reference's table) */
+    int backend;          /* eng_backend; 0 = DEFAULT (WM_BACKEND, else AUTO) */
 } eng_model_options;
 
 /* spec: "synthetic:tiny", "synthetic:full", a checkpoint directory, or a .safetensors file.
@@ -37,8 +55,14 @@ int eng_model_open(const char *spec, const eng_model_options *opt, eng_model **o
                    size_t errlen);
 void eng_model_close(eng_model *m);
 const eng_config *eng_model_config(const eng_model *m);
-/* One line: where the weights came from, variant, layers, parameter count. */
+/* One line: where the weights came from, variant, layers, parameter count, then the backend:
+ * "backend cuda (GPU name, memory, device bytes held)" or "backend cpu (why: requested, or what
+ * AUTO found: no CUDA in this build, no device, the driver's error)". */
 const char *eng_model_describe(const eng_model *m);
+/* ENG_BACKEND_CPU or ENG_BACKEND_CUDA: what the model resolved to. With CUDA, the DiT, CLIP and
+ * (when the build enables the GPU VAE, CMake WM_CUDA_VAE) the VAE run on the device; the host
+ * copy of the weights stays, so CPU reference sessions remain possible (see eng_session_create). */
+int eng_model_backend(const eng_model *m);
 
 /* Observer of named intermediates (wmgen's dumps, parity tests). Names:
  *   "b{n}.s{k}.x"        input latents of forward k of block n ([16][3][H][W]); k = num_steps is
@@ -79,10 +103,16 @@ typedef struct eng_block_timings {
     double total_ms;
 } eng_block_timings;
 
+/* On a CUDA model the session runs on the device (DiT block loop, CLIP and VAE of its start image,
+ * decoding), except when p->trace or p->noise is set: those hooks exist on the CPU reference only,
+ * so such a session is a CPU reference session throughout (its conditioning and decoding too). */
 int eng_session_create(eng_model *m, const eng_session_params *p, eng_session **out, char *err,
                        size_t errlen);
+/* ENG_BACKEND_CPU or ENG_BACKEND_CUDA: where this session computes. */
+int eng_session_backend(const eng_session *s);
 void eng_session_destroy(eng_session *s);
-/* Back to block 0 with the same conditioning and seed: caches and history cleared. */
+/* Back to block 0 with the same conditioning and seed: caches and history cleared. On the CUDA
+ * backend a device failure here is kept and returned by the next eng_session_run_block. */
 void eng_session_reset(eng_session *s);
 /* Video frames of actions the next block consumes: 9 for block 0, 12 afterwards. */
 int eng_session_block_video_frames(const eng_session *s);

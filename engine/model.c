@@ -1,5 +1,7 @@
 /* Opening a model: resolving a model spec (synthetic, file or directory in one of the known
- * layouts) to a config and a set of safetensors files, then loading or generating the weights. */
+ * layouts) to a config and a set of safetensors files, then loading or generating the weights,
+ * then choosing the backend (backend_select.c) and, for CUDA, uploading the DiT and CLIP
+ * (backend_cuda.c) and the VAE (backend_vae.c). */
 #include <dirent.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -23,7 +25,10 @@ struct eng_model {
     vae_weights *vae;   /* NULL when the checkpoint has no VAE */
     int vae_parts;      /* VAE_PART_* loaded */
     clip_weights *clip; /* NULL when the checkpoint has no CLIP */
-    char desc[3 * PATH_LEN];
+    int backend;        /* ENG_BACKEND_CPU or ENG_BACKEND_CUDA */
+    eng_gpu_model *gpu; /* CUDA: the DiT and CLIP on the device */
+    eng_vae *vaeb;      /* the VAE on its backend, NULL without a VAE */
+    char desc[3 * PATH_LEN + 512];
 };
 
 const eng_config *eng_model_config(const eng_model *m) {
@@ -41,6 +46,15 @@ const clip_weights *eng_model_clip(const eng_model *m) {
 const char *eng_model_describe(const eng_model *m) {
     return m->desc;
 }
+int eng_model_backend(const eng_model *m) {
+    return m->backend;
+}
+eng_gpu_model *eng_model_gpu(const eng_model *m) {
+    return m->gpu;
+}
+eng_vae *eng_model_vae_backend(const eng_model *m) {
+    return m->vaeb;
+}
 
 void eng_model_video_size(const eng_model *m, int *width, int *height) {
     *width = 8 * m->w.cfg.lat_w;
@@ -55,6 +69,8 @@ int eng_model_has_encoders(const eng_model *m) {
 
 void eng_model_close(eng_model *m) {
     if (!m) return;
+    eng_vae_destroy(m->vaeb);
+    eng_gpu_model_destroy(m->gpu);
     weights_free(&m->w);
     vae_weights_free(m->vae);
     clip_weights_free(m->clip);
@@ -348,6 +364,37 @@ static int load_encoders(eng_model *m, const char *spec, char *note, size_t note
     return rc;
 }
 
+/* The backend (chosen before loading, so a refusal is quick): the DiT and CLIP on the device for
+ * CUDA (AUTO falls back to the CPU when the CUDA code does not support the config), then the VAE on
+ * its backend; *why gets the description. */
+static int open_backend(eng_model *m, int automatic, char *why, size_t whylen, char *err,
+                        size_t errlen) {
+    int rc = 0;
+    if (m->backend == ENG_BACKEND_CUDA) {
+        char msg[1024];
+        rc = eng_gpu_model_create(&m->w, m->clip, &m->gpu, msg, sizeof msg);
+        if (rc == ENG_EINVAL && automatic) {
+            m->backend = ENG_BACKEND_CPU;
+            snprintf(why, whylen, "cpu (auto: the CUDA backend cannot run this model: %s)", msg);
+            rc = 0;
+        } else if (rc) {
+            return eng_errorf(err, errlen, rc, "backend %s: %s", why, msg);
+        } else {
+            size_t n = strlen(why);
+            snprintf(why + n, whylen - n, ", %.2f GB on the device",
+                     (double)eng_gpu_model_device_bytes(m->gpu) * 1e-9);
+        }
+    }
+    if (!rc && m->vae)
+        rc = eng_vae_create(m->vae, m->backend, m->gpu ? eng_gpu_model_stream(m->gpu) : NULL,
+                            &m->vaeb, err, errlen);
+    if (!rc && m->vaeb) {
+        size_t n = strlen(why);
+        snprintf(why + n, whylen - n, "; VAE on %s", eng_vae_where(m->vaeb));
+    }
+    return rc;
+}
+
 int eng_model_open(const char *spec, const eng_model_options *opt, eng_model **out, char *err,
                    size_t errlen) {
     *out = NULL;
@@ -358,7 +405,14 @@ int eng_model_open(const char *spec, const eng_model_options *opt, eng_model **o
     eng_model *m = calloc(1, sizeof *m);
     if (!m) return eng_errorf(err, errlen, ENG_ENOMEM, "out of memory");
     eng_config cfg;
-    int rc;
+    char why[512] = "";
+    int automatic = 0;
+    int rc =
+        eng_backend_resolve(o.backend, NULL, &m->backend, &automatic, why, sizeof why, err, errlen);
+    if (rc) {
+        free(m);
+        return rc;
+    }
     if (strncmp(spec, "synthetic:", 10) == 0) {
         eng_variant v = o.variant >= 0 ? (eng_variant)o.variant : ENG_VARIANT_UNIVERSAL;
         rc = eng_config_preset(&cfg, spec + 10, v, err, errlen);
@@ -383,14 +437,15 @@ int eng_model_open(const char *spec, const eng_model_options *opt, eng_model **o
         if (!rc) snprintf(m->desc, sizeof m->desc, "%s; %s", desc, note);
         free(wf);
     }
+    if (!rc) rc = open_backend(m, automatic, why, sizeof why, err, errlen);
     if (rc) {
         eng_model_close(m);
         return rc;
     }
     size_t len = strlen(m->desc);
-    snprintf(m->desc + len, sizeof m->desc - len, ": %s, %d layers, %.2f M parameters",
+    snprintf(m->desc + len, sizeof m->desc - len, ": %s, %d layers, %.2f M parameters; backend %s",
              eng_variant_name(m->w.cfg.variant), m->w.cfg.num_layers,
-             (double)m->w.arena_floats * 1e-6);
+             (double)m->w.arena_floats * 1e-6, why);
     *out = m;
     return 0;
 }

@@ -1,5 +1,8 @@
-/* A streaming session on the CPU backend: action history, rolling caches, the few-step sampler
- * with re-noising, and the context pass (model-dit.md section 7). */
+/* A streaming session: action history, conditioning, then per block either the CPU reference
+ * (rolling caches, the few-step sampler with re-noising and the context pass, model-dit.md
+ * section 7, all here) or the same loop on the GPU (wmcuda_dit_run_block through
+ * backend_cuda.c, fed the same conditioning slice and action windows); decoding through the
+ * VAE dispatch of backend_vae.c. */
 #include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -19,10 +22,13 @@ struct eng_session {
     eng_model *model;
     const eng_config *cfg;
     eng_session_params p;
-    eng_cond *cond;   /* conditioning (given, or from the start image) */
-    vae_decoder *dec; /* streaming VAE decoder, when the model has one */
-    float *frames;    /* [3][12][video_h][video_w] decode scratch */
-    dit_store store;
+    int backend;          /* ENG_BACKEND_CPU or ENG_BACKEND_CUDA */
+    eng_cond *cond;       /* conditioning (given, or from the start image) */
+    eng_vae_dec *dec;     /* streaming VAE decoder, when the model has one */
+    eng_gpu_session *gpu; /* CUDA: the DiT session on the device */
+    int gpu_cross_ready;  /* CUDA: image context prepared since the last reset */
+    char broken[256];     /* CUDA: a failed reset; every block fails with this until a good one */
+    dit_store store;      /* CPU: caches */
     dit_workspace *ws;
     eng_action_frame history[HISTORY];
     int64_t next_block;
@@ -46,9 +52,10 @@ void eng_session_destroy(eng_session *s) {
     if (!s) return;
     dit_store_destroy(&s->store);
     dit_workspace_destroy(s->ws);
+    eng_gpu_session_destroy(s->gpu);
     eng_cond_destroy(s->cond);
-    vae_decoder_destroy(s->dec);
-    float *bufs[] = {s->frames, s->x, s->x0, s->v, s->eps, s->cond_blk, s->mouse_win, s->kb_win};
+    eng_vae_dec_destroy(s->dec);
+    float *bufs[] = {s->x, s->x0, s->v, s->eps, s->cond_blk, s->mouse_win, s->kb_win};
     for (size_t i = 0; i < sizeof bufs / sizeof *bufs; i++) free(bufs[i]);
     free(s);
 }
@@ -65,8 +72,8 @@ static int make_conditioning(eng_session *s, const eng_session_params *p, char *
                 err, errlen, ENG_ESTATE,
                 "this model has no VAE encoder and CLIP (%s): it cannot start from an image",
                 eng_model_describe(s->model));
-        return eng_cond_from_image(c, eng_model_vae(s->model), eng_model_clip(s->model), p->image,
-                                   &s->cond, err, errlen);
+        return eng_cond_from_image(s->model, s->backend == ENG_BACKEND_CPU, p->image, &s->cond, err,
+                                   errlen);
     }
     return eng_cond_from_tensors(c, p->cond, p->cond_frames, p->clip, &s->cond, err, errlen);
 }
@@ -78,29 +85,34 @@ int eng_session_create(eng_model *m, const eng_session_params *p, eng_session **
     eng_session *s = calloc(1, sizeof *s);
     if (!s) return eng_errorf(err, errlen, ENG_ENOMEM, "out of memory");
     s->model = m, s->cfg = c, s->p = *p;
+    /* the trace and noise hooks exist on the CPU reference only (engine.h) */
+    s->backend = p->trace || p->noise ? ENG_BACKEND_CPU : eng_model_backend(m);
+    const int cpu = s->backend == ENG_BACKEND_CPU;
     const size_t T = (size_t)c->frames_per_block, P = (size_t)eng_action_window(c);
     int ok = 1;
 #define ALLOC(ptr, n) ok &= ((ptr) = malloc((n) * sizeof *(ptr))) != NULL
-    ALLOC(s->x, block_floats(c, 16));
-    ALLOC(s->x0, block_floats(c, 16));
-    ALLOC(s->v, block_floats(c, 16));
-    ALLOC(s->eps, block_floats(c, 16));
+    if (cpu) {
+        ALLOC(s->x, block_floats(c, 16));
+        ALLOC(s->x0, block_floats(c, 16));
+        ALLOC(s->v, block_floats(c, 16));
+        ALLOC(s->eps, block_floats(c, 16));
+    }
     ALLOC(s->cond_blk, block_floats(c, 20));
     ALLOC(s->mouse_win, T * P * 2);
     ALLOC(s->kb_win, T * P * (size_t)c->keyboard_dim_in);
 #undef ALLOC
-    s->ws = ok ? dit_workspace_create(c, c->frames_per_block, c->local_attn_size) : NULL;
-    int rc = s->ws ? dit_store_create(&s->store, c, c->local_attn_size, err, errlen)
+    int rc = ok ? 0 : eng_errorf(err, errlen, ENG_ENOMEM, "out of memory for session buffers");
+    if (!rc && cpu) {
+        s->ws = dit_workspace_create(c, c->frames_per_block, c->local_attn_size);
+        rc = s->ws ? dit_store_create(&s->store, c, c->local_attn_size, err, errlen)
                    : eng_errorf(err, errlen, ENG_ENOMEM, "out of memory for session buffers");
-    if (!rc) rc = make_conditioning(s, p, err, errlen);
-    if (!rc && eng_model_has_decoder(m)) {
-        int vw, vh;
-        eng_model_video_size(m, &vw, &vh);
-        s->frames = malloc(3 * (size_t)ENG_MAX_FRAMES_PER_BLOCK * (size_t)vw * vh * sizeof(float));
-        rc = s->frames
-                 ? vae_decoder_create(eng_model_vae(m), c->lat_h, c->lat_w, &s->dec, err, errlen)
-                 : eng_errorf(err, errlen, ENG_ENOMEM, "out of memory for decode buffers");
     }
+    if (!rc && !cpu)
+        rc = eng_gpu_session_create(eng_model_gpu(m), p->seed, p->session_id, &s->gpu, err, errlen);
+    if (!rc) rc = make_conditioning(s, p, err, errlen);
+    if (!rc && eng_model_has_decoder(m))
+        rc = eng_vae_dec_create(eng_model_vae_backend(m), cpu, c->lat_h, c->lat_w, &s->dec, err,
+                                errlen);
     if (rc) {
         eng_session_destroy(s);
         return rc;
@@ -112,12 +124,25 @@ int eng_session_create(eng_model *m, const eng_session_params *p, eng_session **
     return 0;
 }
 
+/* The CPU parts cannot fail; a device failure is kept and reported by the next block. */
 void eng_session_reset(eng_session *s) {
-    dit_store_reset(&s->store);
-    if (s->dec) vae_decoder_reset(s->dec);
+    char err[200] = "";
+    int rc = 0;
+    if (s->gpu) {
+        rc = eng_gpu_session_reset(s->gpu, err, sizeof err);
+        s->gpu_cross_ready = 0;
+    } else {
+        dit_store_reset(&s->store);
+    }
+    if (s->dec && !rc) rc = eng_vae_dec_reset(s->dec, err, sizeof err);
+    snprintf(s->broken, sizeof s->broken, "%s", rc ? err : "");
     memset(s->history, 0, sizeof s->history);
     s->next_block = 0;
     s->rope_base = 0;
+}
+
+int eng_session_backend(const eng_session *s) {
+    return s->backend;
 }
 
 int eng_session_block_video_frames(const eng_session *s) {
@@ -221,6 +246,27 @@ static void maybe_rebase(eng_session *s) {
     s->rope_base += delta;
 }
 
+/* The same block on the device: wmcuda_dit_run_block draws the noise from the same streams and
+ * moves the RoPE origin at the same blocks as the CPU loop below. */
+static int run_block_gpu(eng_session *s, float *latents_out, eng_block_timings *timings,
+                         double t_start, char *err, size_t errlen) {
+    const eng_config *c = s->cfg;
+    int rc = 0;
+    if (!s->gpu_cross_ready) {
+        rc = eng_gpu_session_prepare_cross(s->gpu, eng_cond_clip(s->cond), err, errlen);
+        s->gpu_cross_ready = !rc;
+    }
+    eng_block_timings tm;
+    if (!rc)
+        rc = eng_gpu_session_run_block(s->gpu, s->cond_blk, c->enable_mouse ? s->mouse_win : NULL,
+                                       s->kb_win, latents_out, &tm, err, errlen);
+    if (rc) return rc;
+    tm.total_ms = now_ms() - t_start; /* as the CPU path: from the action windows on */
+    if (timings) *timings = tm;
+    s->next_block++;
+    return 0;
+}
+
 int eng_session_run_block(eng_session *s, const eng_action_frame *actions, int nactions,
                           float *latents_out, eng_block_timings *timings, char *err,
                           size_t errlen) {
@@ -231,6 +277,8 @@ int eng_session_run_block(eng_session *s, const eng_action_frame *actions, int n
         return eng_errorf(err, errlen, ENG_EINVAL,
                           "block %lld needs %d video frames of actions, got %d",
                           (long long)s->next_block, want, nactions);
+    if (s->broken[0])
+        return eng_errorf(err, errlen, ENG_ESTATE, "session reset failed: %s", s->broken);
     double t_start = now_ms();
     const int64_t s0 = s->next_block * T;
     /* actions of video frames [0, 9) for block 0, [4s-3, 4s+9) afterwards (7.7) */
@@ -239,6 +287,7 @@ int eng_session_run_block(eng_session *s, const eng_action_frame *actions, int n
     eng_action_windows(c, s->history, HISTORY, s0, T, s->mouse_win, s->kb_win);
     int rc = eng_cond_slice(s->cond, s0, T, s->cond_blk, err, errlen);
     if (rc) return rc;
+    if (s->gpu) return run_block_gpu(s, latents_out, timings, t_start, err, errlen);
     maybe_rebase(s);
     if (!s->store.cross_ready)
         dit_cpu_prepare_cross(eng_model_weights(s->model), eng_cond_clip(s->cond), &s->store,
@@ -275,14 +324,7 @@ int eng_session_decode(eng_session *s, const float *latents, uint8_t *rgb, int *
     if (!s->dec)
         return eng_errorf(err, errlen, ENG_ESTATE, "this model has no VAE decoder (%s)",
                           eng_model_describe(s->model));
-    int n = 0,
-        rc = vae_decode(s->dec, latents, s->cfg->frames_per_block, s->frames, &n, err, errlen);
-    if (rc) return rc;
-    int vw, vh;
-    eng_model_video_size(s->model, &vw, &vh);
-    vae_frames_to_rgb8(s->frames, n, vh, vw, rgb);
-    *nframes = n;
-    return 0;
+    return eng_vae_decode(s->dec, latents, s->cfg->frames_per_block, rgb, nframes, err, errlen);
 }
 
 int eng_synthetic_conditioning(const eng_config *c, uint64_t seed, int frames, float *cond,

@@ -8,6 +8,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "engine/engine.h"
 #include "server/log.h"
 
 #ifndef WMSERVE_WEB_DIR
@@ -17,7 +18,7 @@
 #define WMSERVE_VERSION "0.0.0"
 #endif
 
-typedef enum opt_kind { K_INT, K_U32, K_U64, K_DBL, K_STR, K_LEVEL, K_FORMAT } opt_kind;
+typedef enum opt_kind { K_INT, K_U32, K_U64, K_DBL, K_STR, K_LEVEL, K_FORMAT, K_BACKEND } opt_kind;
 
 typedef struct opt_def {
     const char *flag, *env, *arg, *def, *help;
@@ -40,6 +41,9 @@ static const opt_def opts[] = {
      "universal | gta_drive | templerun (default: the model's)", K_STR, F(variant), 0, 0},
     {"weight-seed", "WMSERVE_WEIGHT_SEED", "N", "0", "seed of synthetic weights", K_U64,
      F(weight_seed), 0, 0},
+    {"backend", "WM_BACKEND", "B", "auto",
+     "cpu | cuda | auto (cuda when a GPU answers, else cpu; the log says which and why)", K_BACKEND,
+     F(backend), 0, 0},
     {"fps", "WMSERVE_FPS", "N", "25", "frames per second sent to each player", K_INT, F(fps), 1,
      60},
     {"jpeg-quality", "WMSERVE_JPEG_QUALITY", "N", "85", "JPEG quality of the frames", K_INT,
@@ -104,6 +108,15 @@ static int set_value(srv_config *c, const opt_def *o, const char *v, const char 
             return -1;
         }
         *(int *)base = l;
+        return 0;
+    }
+    case K_BACKEND: {
+        int b = eng_backend_parse(v);
+        if (b < 0) {
+            snprintf(err, errlen, "%s: '%s' is not cpu, cuda or auto", origin, v);
+            return -1;
+        }
+        *(int *)base = b;
         return 0;
     }
     case K_FORMAT: {

@@ -32,6 +32,7 @@ typedef struct srv_config {
     uint32_t max_input_hz;
     int log_level;  /* srv_log_level */
     int log_format; /* srv_log_format */
+    int backend;    /* eng_backend: ENG_BACKEND_AUTO, _CPU or _CUDA */
 } srv_config;
 
 void srv_config_defaults(srv_config *c);

@@ -349,6 +349,7 @@ int srv_server_main(const srv_config *cfg) {
     memset(&mo, 0, sizeof mo);
     mo.variant = -1;
     mo.weight_seed = cfg->weight_seed;
+    mo.backend = cfg->backend; /* --backend / WM_BACKEND */
     if (cfg->variant[0] && (mo.variant = eng_variant_parse(cfg->variant)) < 0) {
         SRV_LOG(SRV_LOG_ERROR, "startup_failed", SRV_KS("error", "unknown --variant"),
                 SRV_KS("variant", cfg->variant));
@@ -365,8 +366,9 @@ int srv_server_main(const srv_config *cfg) {
     snprintf(s->model_desc, sizeof s->model_desc, "%s", eng_model_describe(s->model));
     char backend[256];
     eng_cpu_backend_describe(backend, sizeof backend);
-    SRV_LOG(SRV_LOG_INFO, "model_open", SRV_KS("model", s->model_desc),
-            SRV_KD("seconds", srv_ns_to_s(srv_now_ns() - t0)), SRV_KS("cpu", backend));
+    SRV_LOG(SRV_LOG_INFO, "model_open", SRV_KS("model", eng_model_describe(s->model)),
+            SRV_KD("seconds", srv_ns_to_s(srv_now_ns() - t0)), SRV_KS("cpu", backend),
+            SRV_KS("backend", eng_backend_name(eng_model_backend(s->model))));
     if (!eng_model_has_decoder(s->model)) {
         SRV_LOG(SRV_LOG_ERROR, "startup_failed",
                 SRV_KS("error", "the model has no VAE decoder, so it cannot stream frames"));
