@@ -41,6 +41,7 @@ gpu_tests=("$build"/tests/test_*_gpu)
 shopt -u nullglob
 (( ${#gpu_tests[@]} )) || die "no $build/tests/test_*_gpu: build the GPU test programs first"
 bins+=("${gpu_tests[@]}")
+[[ -x "$build/engine/wmbench" ]] && bins+=("$build/engine/wmbench") # the benchmark, when built
 
 # The device code actually compiled (the cache's CMAKE_CUDA_ARCHITECTURES may be the compiler's
 # default that CMakeLists.txt overrides): the GPU host is a Hopper card, so sm_90 code is needed.

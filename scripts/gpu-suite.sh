@@ -3,7 +3,7 @@
 #
 #   scripts/gpu-suite.sh [BUNDLE]            BUNDLE default gpub-all
 #
-# Steps (WM_SUITE_STEPS=tests,sanitizer,serve picks them, in that order; default all):
+# Steps (WM_SUITE_STEPS=tests,sanitizer,bench,serve picks them, in that order; default all):
 #   tests      every GPU-host test program of the bundle (bin/test_*_gpu: each compares the CUDA
 #              code with the CPU reference and times it; run with WM_BACKEND=cpu, so the models
 #              they open are the reference) and test_backend (the backend switch with WM_BACKEND
@@ -11,6 +11,8 @@
 #   sanitizer  compute-sanitizer memcheck (leak check on, any error fails) on a short tiny GPU
 #              session: wmgen on synthetic:tiny with WM_BACKEND=cuda from a start image (CLIP on
 #              the GPU, DiT block loop, VAE), 2 blocks; and test_clip_gpu part (a)
+#   bench      wmbench (full size, against the floor; extra flags in WM_SUITE_BENCH_ARGS): its table
+#              also goes to $OUT/wmbench.txt
 #   serve      wmserve on synthetic:full with --backend cuda (WM_SUITE_SERVE_MODEL, _BACKEND; extra
 #              flags in WM_SUITE_SERVE_ARGS; the warm-up measures the slots), then
 #              wmload: 2 scripted players for 20 s (WM_SUITE_LOAD_PLAYERS, _LOAD_SECONDS), its
@@ -30,7 +32,7 @@ bundle="$(cd "${1:-gpub-all}" 2>/dev/null && pwd)" || { echo "gpu-suite: no bund
 [[ -f "$bundle/MANIFEST" ]] || { echo "gpu-suite: $bundle has no MANIFEST: not a gpu-bundle folder" >&2; exit 2; }
 out="${OUT:-$PWD/gpu-suite-out}"
 mkdir -p "$out"
-steps="${WM_SUITE_STEPS:-tests,sanitizer,serve}"
+steps="${WM_SUITE_STEPS:-tests,sanitizer,bench,serve}"
 work="$(mktemp -d /tmp/gpu-suite.XXXXXX)"
 logs="$work/logs"
 mkdir -p "$logs"
@@ -170,6 +172,22 @@ if [[ ",$steps," == *,sanitizer,* ]]; then
             record "memcheck test_clip_gpu a" "$([[ $rc == 0 ]] && echo PASS || echo "rc=$rc")" "$dt" \
                 "$(grep -E 'ERROR SUMMARY' "$logs/memcheck_clip.log" | tail -1)"
         fi
+    fi
+fi
+
+# ---- wmbench: the full-size figures against the floor ------------------------------------------------
+if [[ ",$steps," == *,bench,* ]]; then
+    if [[ ! -x "$bundle/bin/wmbench" ]]; then
+        record wmbench SKIP 0 "not in the bundle"
+    else
+        t0=$(date +%s)
+        ( cd "$work" && run timeout "${WM_SUITE_BENCH_TIMEOUT:-400}" "$bundle/bin/wmbench" \
+              ${WM_SUITE_BENCH_ARGS:-} --json "$logs/wmbench.json" ) > "$logs/wmbench.log" 2>&1
+        rc=$?
+        dt=$(( $(date +%s) - t0 ))
+        cp "$logs/wmbench.log" "$out/wmbench.txt" 2>/dev/null
+        record wmbench "$([[ $rc == 0 ]] && echo PASS || echo "rc=$rc")" "$dt" \
+            "$(grep -E '^whole block|^DiT forward' "$logs/wmbench.log" | tr -s ' ' | cut -c1-60 | tr '\n' ';')"
     fi
 fi
 
