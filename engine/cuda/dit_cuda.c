@@ -15,6 +15,7 @@
 #include "engine/cuda/cuda_check.h" /* before the other CUDA headers: WMCUDA_EINVAL */
 
 #include "engine/cpu/rope.h"
+#include "engine/cuda/attention.h"
 #include "engine/cuda/bf16.h"
 #include "engine/cuda/dit_cuda_kernels.h"
 #include "engine/cuda/dit_kernels.h"
@@ -52,7 +53,8 @@ typedef struct dev_layer {
 
 struct wmcuda_dit {
     eng_config cfg;
-    int T, S, L, P, E, U, kpad, od, cap, pmax, lds;
+    int T, S, L, P, E, U, kpad, od, cap, pmax;
+    int attn_variant; /* wmcuda_attention tile configuration (WMCUDA_ATTN_VARIANT to override) */
     /* weights: one bf16 arena; the two biases that feed fp32 GEMM outputs also as fp32 */
     bf16 *warena;
     size_t welems;
@@ -67,8 +69,6 @@ struct wmcuda_dit {
     wmcuda_rope_action arope;
     wmcuda_gemm *gemm;
     cudaStream_t stream;
-    float *scores;  /* [heads][L][lds] attention scores */
-    bf16 *probs;    /* [heads][L][lds] probabilities */
     float tau[ENG_MAX_STEPS], sigma[ENG_MAX_STEPS];
     cudaEvent_t fwd_ev[2 * (ENG_MAX_STEPS + 1)];
     /* profiler */
@@ -179,7 +179,7 @@ const char *wmcuda_dit_profile_name(int component) {
     static const char *const names[WMCUDA_DIT_PROF_COUNT] = {
         "embed, time path, head", "q/k/v/o projections", "self-attention core",
         "cross-attention core",   "FFN GEMMs",           "mouse branch",
-        "keyboard branch",        "norms, RoPE, residual"};
+        "keyboard branch",        "norms, RoPE, residual", "action attention cores"};
     return component >= 0 && component < WMCUDA_DIT_PROF_COUNT ? names[component] : "?";
 }
 
@@ -320,6 +320,8 @@ static int check_config(wmcuda_dit *m) {
     else if (c->dim % 8 || c->num_heads * c->head_dim != c->dim || c->head_dim % 8 ||
              c->ffn_dim % 8 || c->clip_dim % 8 || c->freq_dim % 8)
         why = "widths multiples of 8 and heads * head_dim == dim";
+    else if (c->head_dim != 32 && c->head_dim != 64 && c->head_dim != 128)
+        why = "head_dim 32, 64 or 128 (the fused attention's tiles)";
     else if (c->keyboard_dim_in < 1 || c->keyboard_dim_in > ENG_MAX_KDIM)
         why = "1 <= keyboard_dim_in <= 16";
     else if (c->action_heads < 1 || ahd * c->action_heads != c->mouse_hidden ||
@@ -353,8 +355,9 @@ static int model_init(wmcuda_dit *m, const eng_weights *w) {
     m->od = c->out_dim * c->patch[0] * c->patch[1] * c->patch[2];
     m->cap = c->local_attn_size;
     m->pmax = c->rope_pos_limit + m->cap;
-    const int lk_max = m->cap * m->S > c->clip_tokens ? m->cap * m->S : c->clip_tokens;
-    m->lds = (lk_max + 7) / 8 * 8;
+    m->attn_variant = WMCUDA_ATTN_DEFAULT;
+    const char *av = getenv("WMCUDA_ATTN_VARIANT"); /* benchmarks: pick another tile shape */
+    if (av && atoi(av) >= 0 && atoi(av) < WMCUDA_ATTN_VARIANTS) m->attn_variant = atoi(av);
     eng_sampler_schedule(c, m->tau, m->sigma);
 
     CK(cudaStreamCreateWithFlags(&m->stream, cudaStreamNonBlocking));
@@ -385,11 +388,7 @@ static int model_init(wmcuda_dit *m, const eng_weights *w) {
     CK(cudaMalloc((void **)&m->f32, ((size_t)c->dim + (size_t)m->od) * sizeof(float)));
     TRY(upload_f32_biases(m, w));
 
-    const size_t nscores = (size_t)c->num_heads * (size_t)m->L * (size_t)m->lds;
-    CK(cudaMalloc((void **)&m->scores, nscores * sizeof(float)));
-    CK(cudaMalloc((void **)&m->probs, nscores * sizeof(bf16)));
-    m->device_bytes = m->welems * sizeof(bf16) + nscores * (sizeof(float) + sizeof(bf16)) +
-                      WMCUDA_GEMM_WORKSPACE;
+    m->device_bytes = m->welems * sizeof(bf16) + WMCUDA_GEMM_WORKSPACE;
     CK(cudaDeviceSynchronize());
     return 0;
 }
@@ -423,8 +422,6 @@ void wmcuda_dit_destroy(wmcuda_dit *m) {
         if (m->prof_ev[i]) cudaEventDestroy(m->prof_ev[i]);
     for (int i = 0; i < 2 * (ENG_MAX_STEPS + 1); i++)
         if (m->fwd_ev[i]) cudaEventDestroy(m->fwd_ev[i]);
-    cudaFree(m->scores);
-    cudaFree(m->probs);
     cudaFree(m->f32);
     cudaFree(m->warena);
     wmcuda_rope3d_destroy(&m->rope);
@@ -453,6 +450,8 @@ struct wmcuda_dit_session {
     uint32_t session_id;
     int64_t slot_frame[WMCUDA_DIT_MAX_SLOTS]; /* absolute frame held by each slot, -1 empty */
     int cross_ready;
+    int pend;              /* a branch's residual update x += y (* pend_gate) not yet applied */
+    const bf16 *pend_gate; /* [T][6][D] modulation gate rows, or NULL */
     int64_t next_block, rope_base;
     layer_cache layers[ENG_MAX_LAYERS];
     /* one forward's activations, L = T*S rows */
@@ -565,12 +564,13 @@ static size_t session_layout(wmcuda_dit_session *s, char *base) {
 
 static int session_clear(wmcuda_dit_session *s) {
     wmcuda_dit *m = s->m;
-    /* zeros everywhere: slots attention does not see still meet a probability of exactly 0, and
-     * 0 * 0 keeps NaN out of the products */
+    /* zeros everywhere: the main attentions never read a slot they do not see, but the action
+     * attention's reads and the caches' first contents stay deterministic */
     CK(cudaMemsetAsync(s->arena, 0, s->arena_bytes, m->stream));
     CK(cudaStreamSynchronize(m->stream));
     for (int j = 0; j < WMCUDA_DIT_MAX_SLOTS; j++) s->slot_frame[j] = -1;
     s->cross_ready = 0;
+    s->pend = 0;
     s->next_block = 0;
     s->rope_base = 0;
     return 0;
@@ -624,19 +624,81 @@ static int linear(wmcuda_dit *m, const bf16 *x, int M, int K, const bf16 *W, con
     return wmcuda_linear(m->gemm, x, K, M, K, W, b, N, y, N, epi, m->stream);
 }
 
-/* Softmax attention of the forward's L queries (rows of q, all heads) over lk keys (rows of k,
- * v), per head, through the model's score scratch; mask: the slot visibility [T][cap] with S keys
- * per slot, or NULL. */
-static int attention(wmcuda_dit_session *s, const bf16 *q, const bf16 *k, const bf16 *v, int lk,
-                     const unsigned char *mask, bf16 *o) {
+/* Fused softmax attention of the forward's L queries (rows of q, all heads) over nslots slots of
+ * keys_per_slot rows of k, v (slot_stride elements apart); vis: the slot visibility [T][nslots]
+ * in device memory (invisible slots are never read), or NULL for all. The launch's arguments
+ * depend on the block shape only, not on which slots the ring holds. */
+static int attention(wmcuda_dit_session *s, const bf16 *q, const bf16 *k, const bf16 *v,
+                     int nslots, int keys_per_slot, size_t slot_stride, const unsigned char *vis,
+                     bf16 *o) {
     wmcuda_dit *m = s->m;
     const eng_config *c = &m->cfg;
-    const int D = c->dim, L = m->L, H = c->num_heads, dh = c->head_dim;
-    const float scale = (float)(1.0 / sqrt((double)dh));
-    TRY(wmcuda_attn_scores(m->gemm, q, D, L, k, D, lk, H, dh, scale, m->scores, m->lds, m->stream));
-    TRY(wmcuda_softmax_rows(m->scores, m->lds, m->probs, m->lds, H * L, lk, L, mask, m->cap, m->S,
-                            m->S, m->stream));
-    TRY(wmcuda_attn_pv(m->gemm, m->probs, m->lds, L, lk, v, D, H, dh, o, D, m->stream));
+    const int D = c->dim;
+    const wmcuda_attn_args a = {.q = q, .ldq = D, .lq = m->L, .k = k, .v = v, .ldkv = D,
+                                .slot_stride = slot_stride, .keys_per_slot = keys_per_slot,
+                                .nslots = nslots, .vis = vis, .rows_per_frame_q = m->S,
+                                .heads = c->num_heads, .dh = c->head_dim,
+                                .scale = (float)(1.0 / sqrt((double)c->head_dim)),
+                                .o = o,
+                                .ldo = D};
+    TRY(wmcuda_attention_variant(&a, m->attn_variant, m->stream));
+    return 0;
+}
+
+/* ---- the residual stream --------------------------------------------------------------------- */
+
+/* A branch ends with its output in s->y; the update x += y (* gate) waits (s->pend) for the next
+ * reader of the residual stream, so that a LayerNorm reading it next does both in one pass over
+ * the fp32 rows (wmcuda_residual_ln_modulate / _layernorm). gate: the frame rows of a block
+ * modulation [T][6][D], or NULL (cross-attention and the action branches add ungated). */
+static void leave_residual(wmcuda_dit_session *s, const bf16 *gate) {
+    s->pend = 1;
+    s->pend_gate = gate;
+}
+
+/* For a reader that is not a LayerNorm. */
+static int flush_residual(wmcuda_dit_session *s) {
+    wmcuda_dit *m = s->m;
+    const int D = m->cfg.dim, L = m->L;
+    if (!s->pend) return 0;
+    s->pend = 0;
+    if (s->pend_gate)
+        TRY(wmcuda_residual_gate(s->xres, s->y, L, D, m->S, s->pend_gate, (size_t)6 * D,
+                                 m->stream));
+    else
+        TRY(wmcuda_residual_add(s->xres, s->y, (size_t)L * D, m->stream));
+    return 0;
+}
+
+/* s->h = LN(x) * (1 + scale[f]) + shift[f] (rows of frame f at frame_stride), after the pending
+ * update. */
+static int norm_modulate(wmcuda_dit_session *s, const bf16 *shift, const bf16 *scale,
+                         size_t frame_stride) {
+    wmcuda_dit *m = s->m;
+    const int D = m->cfg.dim, L = m->L, S = m->S;
+    const float eps = m->cfg.eps;
+    if (s->pend) {
+        s->pend = 0;
+        TRY(wmcuda_residual_ln_modulate(s->xres, s->y, s->pend_gate, (size_t)6 * D, s->h, L, D, S,
+                                        eps, shift, scale, frame_stride, m->stream));
+    } else {
+        TRY(wmcuda_ln_modulate(s->xres, s->h, L, D, S, eps, shift, scale, frame_stride, m->stream));
+    }
+    return 0;
+}
+
+/* s->h = LN(x) * gamma + beta, after the pending update. */
+static int norm_affine(wmcuda_dit_session *s, const bf16 *gamma, const bf16 *beta) {
+    wmcuda_dit *m = s->m;
+    const int D = m->cfg.dim, L = m->L;
+    const float eps = m->cfg.eps;
+    if (s->pend) {
+        s->pend = 0;
+        TRY(wmcuda_residual_layernorm(s->xres, s->y, s->pend_gate, (size_t)6 * D, m->S, s->h, L, D,
+                                      eps, gamma, beta, m->stream));
+    } else {
+        TRY(wmcuda_layernorm_f32in(s->xres, s->h, L, D, eps, gamma, beta, m->stream));
+    }
     return 0;
 }
 
@@ -653,24 +715,20 @@ static int64_t slot_run(const wmcuda_dit *m, int64_t frame0, int f, int *n) {
 
 /* The forward's frames take their slots before attention reads the store; then vis[f][j] = slot
  * j holds a frame inside the window of query frame f, [max(0, b + T - W), b + T - 1] with b the
- * block's first frame (dit_cpu.c build_visibility). Returns how many leading slots attention
- * reads: up to the last visible one (the ring fills from slot 0, so this is 3 slots in block 0
- * and all W afterwards; invisible slots inside that range are masked). */
-static int take_slots(wmcuda_dit_session *s, int64_t frame0, unsigned char *vis) {
+ * block's first frame (dit_cpu.c build_visibility). Attention walks all W slots and skips the
+ * invisible ones (empty in block 0, or holding a frame outside the window). */
+static void take_slots(wmcuda_dit_session *s, int64_t frame0, unsigned char *vis) {
     const wmcuda_dit *m = s->m;
     const int T = m->T, W = m->cap;
     for (int f = 0; f < T; f++) s->slot_frame[slot_of(m, frame0 + f)] = frame0 + f;
-    int used = 0;
     for (int f = 0; f < T; f++) {
         const int64_t b = (frame0 + f) - (frame0 + f) % T;
         const int64_t hi = b + T - 1, lo = b + T - W > 0 ? b + T - W : 0;
         for (int j = 0; j < W; j++) {
             const int64_t g = s->slot_frame[j];
             vis[f * W + j] = g >= lo && g <= hi;
-            if (vis[f * W + j] && j + 1 > used) used = j + 1;
         }
     }
-    return used;
 }
 
 /* ---- time path (4.3) and image context (4.4) --------------------------------------------------------- */
@@ -723,7 +781,7 @@ int wmcuda_dit_prepare_cross(wmcuda_dit_session *s, const float *clip, char *err
 /* ---- self-attention (4.5 a-f) --------------------------------------------------------------------- */
 
 static int self_attention(wmcuda_dit_session *s, int i, const bf16 *mod, int64_t frame0,
-                          int64_t pos0, int nslots) {
+                          int64_t pos0) {
     wmcuda_dit *m = s->m;
     const eng_config *c = &m->cfg;
     const dev_layer *l = &m->layers[i];
@@ -731,7 +789,7 @@ static int self_attention(wmcuda_dit_session *s, int i, const bf16 *mod, int64_t
     const int S = m->S, D = c->dim, L = m->L;
     const size_t fsz = (size_t)S * D; /* one frame's rows */
     prof_mark(m, WMCUDA_DIT_PROF_NORM);
-    TRY(wmcuda_ln_modulate(s->xres, s->h, L, D, S, c->eps, mod, mod + D, (size_t)6 * D, m->stream));
+    TRY(norm_modulate(s, mod, mod + D, (size_t)6 * D));
     prof_mark(m, WMCUDA_DIT_PROF_PROJ);
     TRY(linear(m, s->h, L, D, l->q_w, l->q_b, D, s->q, WMCUDA_EPI_NONE));
     TRY(linear(m, s->h, L, D, l->k_w, l->k_b, D, s->k, WMCUDA_EPI_NONE));
@@ -748,11 +806,10 @@ static int self_attention(wmcuda_dit_session *s, int i, const bf16 *mod, int64_t
                                   &m->rope, pos0 + f, m->stream));
     }
     prof_mark(m, WMCUDA_DIT_PROF_SELF_ATTN);
-    TRY(attention(s, s->q, lc->k, lc->v, nslots * S, s->vis, s->o));
+    TRY(attention(s, s->q, lc->k, lc->v, m->cap, S, fsz, s->vis, s->o));
     prof_mark(m, WMCUDA_DIT_PROF_PROJ);
     TRY(linear(m, s->o, L, D, l->o_w, l->o_b, D, s->y, WMCUDA_EPI_NONE));
-    prof_mark(m, WMCUDA_DIT_PROF_NORM);
-    TRY(wmcuda_residual_gate(s->xres, s->y, L, D, S, mod + 2 * D, (size_t)6 * D, m->stream));
+    leave_residual(s, mod + 2 * D);
     return 0;
 }
 
@@ -765,17 +822,17 @@ static int cross_attention(wmcuda_dit_session *s, int i) {
     const layer_cache *lc = &s->layers[i];
     const int D = c->dim, L = m->L;
     prof_mark(m, WMCUDA_DIT_PROF_NORM);
-    TRY(wmcuda_layernorm_f32in(s->xres, s->h, L, D, c->eps, l->norm3_w, l->norm3_b, m->stream));
+    TRY(norm_affine(s, l->norm3_w, l->norm3_b));
     prof_mark(m, WMCUDA_DIT_PROF_PROJ);
     TRY(linear(m, s->h, L, D, l->cq_w, l->cq_b, D, s->q, WMCUDA_EPI_NONE));
     prof_mark(m, WMCUDA_DIT_PROF_NORM);
     TRY(wmcuda_rmsnorm_rope3d(s->q, s->q, L, D, c->eps, l->cnorm_q, NULL, 0, m->stream));
     prof_mark(m, WMCUDA_DIT_PROF_CROSS_ATTN);
-    TRY(attention(s, s->q, lc->ck, lc->cv, c->clip_tokens, NULL, s->o));
+    TRY(attention(s, s->q, lc->ck, lc->cv, 1, c->clip_tokens, (size_t)c->clip_tokens * D, NULL,
+                  s->o));
     prof_mark(m, WMCUDA_DIT_PROF_PROJ);
     TRY(linear(m, s->o, L, D, l->co_w, l->co_b, D, s->y, WMCUDA_EPI_NONE));
-    prof_mark(m, WMCUDA_DIT_PROF_NORM);
-    TRY(wmcuda_residual_add(s->xres, s->y, (size_t)L * D, m->stream)); /* no gate, no modulation */
+    leave_residual(s, NULL); /* no gate, no modulation */
     return 0;
 }
 
@@ -791,7 +848,14 @@ static int mouse_branch(wmcuda_dit_session *s, int i, int64_t frame0, int64_t po
     const size_t fsz = (size_t)S * Hm;
     prof_mark(m, WMCUDA_DIT_PROF_MOUSE);
     /* u = concat(token features, the frame's mouse window) -> MLP -> LayerNorm -> q, k, v */
-    TRY(wmcuda_mouse_input(s->xres, D, s->mwin, m->U - D, L, S, s->mu, m->stream));
+    if (s->pend && !s->pend_gate) { /* the cross-attention's update, in the same pass */
+        s->pend = 0;
+        TRY(wmcuda_residual_mouse_input(s->xres, s->y, D, s->mwin, m->U - D, L, S, s->mu,
+                                        m->stream));
+    } else {
+        TRY(flush_residual(s));
+        TRY(wmcuda_mouse_input(s->xres, D, s->mwin, m->U - D, L, S, s->mu, m->stream));
+    }
     TRY(linear(m, s->mu, L, m->U, a->mm0_w, a->mm0_b, Hm, s->mg, WMCUDA_EPI_GELU_TANH));
     TRY(linear(m, s->mg, L, Hm, a->mm2_w, a->mm2_b, Hm, s->mg2, WMCUDA_EPI_NONE));
     TRY(wmcuda_layernorm_bf16in(s->mg2, s->mg2, L, Hm, 1e-5f, a->mm3_w, a->mm3_b, m->stream));
@@ -799,21 +863,23 @@ static int mouse_branch(wmcuda_dit_session *s, int i, int64_t frame0, int64_t po
     /* per-head RMS without gain (10.3) and the action RoPE; k and v of each frame to its slot */
     TRY(wmcuda_rms_heads_rope_action(s->mqkv, ld, s->mqkv, ld, L, heads, hd, 1e-6f, &m->arope, S,
                                      pos0, m->stream));
-    for (int f = 0; f < m->T; f++) {
-        const int64_t slot = slot_of(m, frame0 + f);
+    for (int f = 0, n = 0; f < m->T; f += n) { /* frames whose slots follow each other: at once */
+        const int64_t slot = slot_run(m, frame0, f, &n);
         const bf16 *kf = s->mqkv + (size_t)f * S * ld + Hm, *vf = kf + Hm;
-        TRY(wmcuda_rms_heads_rope_action(kf, ld, lc->mk + slot * fsz, Hm, S, heads, hd, 1e-6f,
+        TRY(wmcuda_rms_heads_rope_action(kf, ld, lc->mk + slot * fsz, Hm, n * S, heads, hd, 1e-6f,
                                          &m->arope, S, pos0 + f, m->stream));
         CK(cudaMemcpy2DAsync(lc->mv + slot * fsz, (size_t)Hm * sizeof(bf16), vf,
-                             (size_t)ld * sizeof(bf16), (size_t)Hm * sizeof(bf16), (size_t)S,
+                             (size_t)ld * sizeof(bf16), (size_t)Hm * sizeof(bf16), (size_t)n * S,
                              cudaMemcpyDeviceToDevice, m->stream));
     }
     /* per spatial position: the frame's query over that position's visible frames */
+    prof_mark(m, WMCUDA_DIT_PROF_ACTION_ATTN);
     TRY(wmcuda_action_attention(s->mqkv, ld, lc->mk, lc->mv, fsz, (size_t)Hm, m->cap, s->vis, L,
                                 S, heads, hd, (float)(1.0 / sqrt((double)hd)), s->ao, Hm,
                                 m->stream));
+    prof_mark(m, WMCUDA_DIT_PROF_MOUSE);
     TRY(linear(m, s->ao, L, Hm, a->proj_mouse, NULL, D, s->y, WMCUDA_EPI_NONE));
-    TRY(wmcuda_residual_add(s->xres, s->y, (size_t)L * D, m->stream));
+    leave_residual(s, NULL);
     return 0;
 }
 
@@ -830,24 +896,33 @@ static int keyboard_branch(wmcuda_dit_session *s, int i, int64_t frame0, int64_t
     TRY(wmcuda_silu_bf16(s->kbh, s->kbh, (size_t)T * P * E, m->stream));
     TRY(linear(m, s->kbh, T * P, E, a->kb2_w, a->kb2_b, E, s->kbe, WMCUDA_EPI_NONE));
     TRY(linear(m, s->kbe, T, P * E, a->kb_attn_kv, NULL, 2 * Hk, s->kbkv, WMCUDA_EPI_NONE));
-    for (int f = 0; f < T; f++) {
-        const int64_t slot = slot_of(m, frame0 + f);
+    for (int f = 0, n = 0; f < T; f += n) { /* frames whose slots follow each other: at once */
+        const int64_t slot = slot_run(m, frame0, f, &n);
         const bf16 *kf = s->kbkv + (size_t)f * 2 * Hk;
-        TRY(wmcuda_rms_heads_rope_action(kf, 2 * Hk, lc->kk + slot * Hk, Hk, 1, heads, hd, 1e-6f,
+        TRY(wmcuda_rms_heads_rope_action(kf, 2 * Hk, lc->kk + slot * Hk, Hk, n, heads, hd, 1e-6f,
                                          &m->arope, 1, pos0 + f, m->stream));
-        CK(cudaMemcpyAsync(lc->kv + slot * Hk, kf + Hk, (size_t)Hk * sizeof(bf16),
-                           cudaMemcpyDeviceToDevice, m->stream));
+        CK(cudaMemcpy2DAsync(lc->kv + slot * Hk, (size_t)Hk * sizeof(bf16), kf + Hk,
+                             (size_t)2 * Hk * sizeof(bf16), (size_t)Hk * sizeof(bf16), (size_t)n,
+                             cudaMemcpyDeviceToDevice, m->stream));
     }
     /* queries from the mouse-updated activations (10.9) */
-    TRY(wmcuda_convert_f32_to_bf16(s->xres, s->h, (size_t)L * D, m->stream));
+    if (s->pend && !s->pend_gate) { /* the mouse branch's update, in the same pass */
+        s->pend = 0;
+        TRY(wmcuda_residual_add_to_bf16(s->xres, s->y, s->h, (size_t)L * D, m->stream));
+    } else {
+        TRY(flush_residual(s));
+        TRY(wmcuda_convert_f32_to_bf16(s->xres, s->h, (size_t)L * D, m->stream));
+    }
     TRY(linear(m, s->h, L, D, a->mouse_attn_q, NULL, Hk, s->aq, WMCUDA_EPI_NONE));
     TRY(wmcuda_rms_heads_rope_action(s->aq, Hk, s->aq, Hk, L, heads, hd, 1e-6f, &m->arope, S, pos0,
                                      m->stream));
     /* every token over the visible keyboard tokens (one key set per frame) */
+    prof_mark(m, WMCUDA_DIT_PROF_ACTION_ATTN);
     TRY(wmcuda_action_attention(s->aq, Hk, lc->kk, lc->kv, (size_t)Hk, 0, m->cap, s->vis, L, S,
                                 heads, hd, (float)(1.0 / sqrt((double)hd)), s->ao, Hk, m->stream));
+    prof_mark(m, WMCUDA_DIT_PROF_KEYBOARD);
     TRY(linear(m, s->ao, L, Hk, a->proj_keyboard, NULL, D, s->y, WMCUDA_EPI_NONE));
-    TRY(wmcuda_residual_add(s->xres, s->y, (size_t)L * D, m->stream));
+    leave_residual(s, NULL);
     return 0;
 }
 
@@ -857,15 +932,13 @@ static int ffn(wmcuda_dit_session *s, int i, const bf16 *mod) {
     wmcuda_dit *m = s->m;
     const eng_config *c = &m->cfg;
     const dev_layer *l = &m->layers[i];
-    const int S = m->S, D = c->dim, L = m->L, FF = c->ffn_dim;
+    const int D = c->dim, L = m->L, FF = c->ffn_dim;
     prof_mark(m, WMCUDA_DIT_PROF_NORM);
-    TRY(wmcuda_ln_modulate(s->xres, s->h, L, D, S, c->eps, mod + 3 * D, mod + 4 * D,
-                           (size_t)6 * D, m->stream));
+    TRY(norm_modulate(s, mod + 3 * D, mod + 4 * D, (size_t)6 * D));
     prof_mark(m, WMCUDA_DIT_PROF_FFN);
     TRY(linear(m, s->h, L, D, l->ffn0_w, l->ffn0_b, FF, s->ffh, WMCUDA_EPI_GELU_TANH));
     TRY(linear(m, s->ffh, L, FF, l->ffn2_w, l->ffn2_b, D, s->y, WMCUDA_EPI_NONE));
-    prof_mark(m, WMCUDA_DIT_PROF_NORM);
-    TRY(wmcuda_residual_gate(s->xres, s->y, L, D, S, mod + 5 * D, (size_t)6 * D, m->stream));
+    leave_residual(s, mod + 5 * D);
     return 0;
 }
 
@@ -877,8 +950,9 @@ static int forward_dev(wmcuda_dit_session *s, int64_t frame0, int64_t rope_base,
                        const float *x) {
     wmcuda_dit *m = s->m;
     const eng_config *c = &m->cfg;
-    const int T = m->T, S = m->S, D = c->dim, L = m->L, pd = 4 * c->in_dim;
+    const int T = m->T, D = c->dim, L = m->L, pd = 4 * c->in_dim;
     const int64_t pos0 = frame0 - rope_base;
+    s->pend = 0; /* nothing carried over from a forward that failed half-way */
 
     prof_mark(m, WMCUDA_DIT_PROF_EMBED);
     TRY(wmcuda_patchify(x, c->out_dim, s->cond, c->in_dim - c->out_dim, T, c->lat_h, c->lat_w,
@@ -888,12 +962,12 @@ static int forward_dev(wmcuda_dit_session *s, int64_t frame0, int64_t rope_base,
     TRY(time_path(s, t));
 
     unsigned char vis[WMCUDA_PARAM_BYTES];
-    const int nslots = take_slots(s, frame0, vis);
+    take_slots(s, frame0, vis);
     TRY(wmcuda_upload_param(s->vis, vis, (size_t)T * m->cap, m->stream));
 
     for (int i = 0; i < c->num_layers; i++) {
         const bf16 *mod = s->mod + (size_t)i * T * 6 * D; /* [T][6][D] */
-        TRY(self_attention(s, i, mod, frame0, pos0, nslots));
+        TRY(self_attention(s, i, mod, frame0, pos0));
         TRY(cross_attention(s, i));
         if (m->layers[i].has_action) {
             if (c->enable_mouse) TRY(mouse_branch(s, i, frame0, pos0));
@@ -903,8 +977,7 @@ static int forward_dev(wmcuda_dit_session *s, int64_t frame0, int64_t rope_base,
     }
 
     prof_mark(m, WMCUDA_DIT_PROF_EMBED);
-    TRY(wmcuda_ln_modulate(s->xres, s->h, L, D, S, c->eps, s->headm, s->headm + D, (size_t)2 * D,
-                           m->stream));
+    TRY(norm_modulate(s, s->headm, s->headm + D, (size_t)2 * D));
     TRY(wmcuda_linear_f32(m->gemm, s->h, D, L, D, m->head_w, m->head_b, m->od, s->head_out, m->od,
                           WMCUDA_EPI_NONE, m->stream));
     TRY(wmcuda_unpatchify_f32(s->head_out, T, c->lat_h, c->lat_w, c->out_dim, s->v, m->stream));

@@ -4,14 +4,15 @@
  * GPU session can be compared with a CPU session given the same seed, conditioning and actions.
  *
  * A wmcuda_dit holds what all sessions of one model share: every parameter uploaded once as
- * bf16 (round to nearest even), the RoPE tables, the cuBLASLt handle, one CUDA stream and the
- * attention score scratch. A wmcuda_dit_session holds one player's state: the per-layer caches of
- * W frame slots (self-attention K/V [W][S][D], mouse K/V [W][S][Hm], keyboard K/V [W][Hk]),
- * the image-context cross K/V [clip_tokens][D], the slot -> frame map (host bookkeeping, turned
- * into the attention visibility mask as in dit_cpu.c), the fp32 residual stream and the
- * activation scratch of one forward. Everything is allocated by the _create functions; a forward
- * allocates no device memory (the GEMM table fills its host-side descriptors on the first call of
- * each shape). Sessions of one model run on the model's stream, one forward after another.
+ * bf16 (round to nearest even), the RoPE tables, the cuBLASLt handle and one CUDA stream (the
+ * main attentions are fused, engine/cuda/attention.h: no score scratch). A wmcuda_dit_session
+ * holds one player's state: the per-layer caches of W frame slots (self-attention K/V
+ * [W][S][D], mouse K/V [W][S][Hm], keyboard K/V [W][Hk]), the image-context cross K/V
+ * [clip_tokens][D], the slot -> frame map (host bookkeeping, turned into the attention
+ * visibility table as in dit_cpu.c), the fp32 residual stream and the activation scratch of one
+ * forward. Everything is allocated by the _create functions; a forward allocates no device
+ * memory (the GEMM table fills its host-side descriptors on the first call of each shape).
+ * Sessions of one model run on the model's stream, one forward after another.
  *
  * Precision (model-dit.md 10): GEMMs bf16 x bf16 -> fp32 accumulate -> bf16 (fp32 for the patch
  * embedding, which writes the residual stream, and the head); the residual stream is fp32 (the
@@ -43,12 +44,14 @@ extern "C" {
 typedef struct wmcuda_dit wmcuda_dit;
 typedef struct wmcuda_dit_session wmcuda_dit_session;
 
-/* Uploads w (any config the CPU reference runs, W <= 16, kdim <= 16) and builds the RoPE tables
- * for positions 0 .. cfg.rope_pos_limit + W - 1 (main 3-D and action). */
+/* Uploads w (any config the CPU reference runs, W <= 16, kdim <= 16, head_dim 32, 64 or 128) and
+ * builds the RoPE tables for positions 0 .. cfg.rope_pos_limit + W - 1 (main 3-D and action).
+ * The environment variable WMCUDA_ATTN_VARIANT (a wmcuda_attention variant number, read here)
+ * picks another tile configuration of the fused attention, for benchmarks. */
 int wmcuda_dit_create(const eng_weights *w, wmcuda_dit **out, char *err, size_t errlen);
 void wmcuda_dit_destroy(wmcuda_dit *m);
 const eng_config *wmcuda_dit_config(const wmcuda_dit *m);
-/* Device bytes held by the model (weights, tables, handle workspace, score scratch). */
+/* Device bytes held by the model (weights, tables, handle workspace). */
 size_t wmcuda_dit_device_bytes(const wmcuda_dit *m);
 /* The model's stream (a cudaStream_t). */
 void *wmcuda_dit_stream(const wmcuda_dit *m);
@@ -107,12 +110,14 @@ int64_t wmcuda_dit_next_block(const wmcuda_dit_session *s);
 enum {
     WMCUDA_DIT_PROF_EMBED = 0,  /* patchify, patch embedding, time path, head, unpatchify */
     WMCUDA_DIT_PROF_PROJ,       /* self-attention q/k/v/o and cross-attention q/o GEMMs */
-    WMCUDA_DIT_PROF_SELF_ATTN,  /* self-attention scores, masked softmax, P.V */
-    WMCUDA_DIT_PROF_CROSS_ATTN, /* cross-attention scores, softmax, P.V over the image tokens */
+    WMCUDA_DIT_PROF_SELF_ATTN,  /* fused self-attention over the visible slots */
+    WMCUDA_DIT_PROF_CROSS_ATTN, /* fused cross-attention over the image tokens */
     WMCUDA_DIT_PROF_FFN,        /* the two FFN GEMMs (GELU in the epilogue) */
-    WMCUDA_DIT_PROF_MOUSE,      /* the whole mouse branch */
-    WMCUDA_DIT_PROF_KEYBOARD,   /* the whole keyboard branch */
-    WMCUDA_DIT_PROF_NORM,       /* LayerNorms, QK RMSNorm + RoPE, residual updates */
+    WMCUDA_DIT_PROF_MOUSE,      /* the mouse branch but its attention core */
+    WMCUDA_DIT_PROF_KEYBOARD,   /* the keyboard branch but its attention core */
+    WMCUDA_DIT_PROF_NORM,       /* LayerNorms, QK RMSNorm + RoPE, residual updates (fused with a
+                                   LayerNorm or the action branches' first read where possible) */
+    WMCUDA_DIT_PROF_ACTION_ATTN, /* the mouse and keyboard attention cores (out of the two above) */
     WMCUDA_DIT_PROF_COUNT
 };
 int wmcuda_dit_profile(wmcuda_dit *m, int on); /* creates its events on the first call */

@@ -28,6 +28,25 @@ static unsigned ew_blocks(size_t work_items) {
     return (unsigned)(b < EW_MAX_BLOCKS ? b : EW_MAX_BLOCKS);
 }
 
+/* 8 consecutive bf16 (16-byte aligned) to and from fp32. */
+static __device__ __forceinline__ void load8(const bf16 *p, float v[8]) {
+    const uint4 u = *reinterpret_cast<const uint4 *>(p);
+    const uint32_t w[4] = {u.x, u.y, u.z, u.w};
+#pragma unroll
+    for (int i = 0; i < 4; i++) {
+        v[2 * i] = __uint_as_float(w[i] << 16);
+        v[2 * i + 1] = __uint_as_float(w[i] & 0xffff0000u);
+    }
+}
+static __device__ __forceinline__ void store8(bf16 *p, const float v[8]) {
+    uint32_t w[4];
+#pragma unroll
+    for (int i = 0; i < 4; i++)
+        w[i] = (uint32_t)__bfloat16_as_ushort(__float2bfloat16_rn(v[2 * i])) |
+               ((uint32_t)__bfloat16_as_ushort(__float2bfloat16_rn(v[2 * i + 1])) << 16);
+    *reinterpret_cast<uint4 *>(p) = make_uint4(w[0], w[1], w[2], w[3]);
+}
+
 static __device__ __forceinline__ float warp_sum(float v) {
 #pragma unroll
     for (int o = 16; o > 0; o >>= 1) v += __shfl_xor_sync(0xffffffffu, v, o);
@@ -144,30 +163,55 @@ extern "C" int wmcuda_pad_rows_bf16(const float *src, int rows, int n, wmcuda_bf
 /* Floor (2640 x 1536 fp32 read, 2640 x 1560 bf16 written): 24.5 MB -> 7.3 us. One element per
  * thread, consecutive threads on consecutive columns: coalesced both ways. */
 static __global__ void __launch_bounds__(EW_THREADS)
-    mouse_input_kernel(const float *x, int dim, const float *win, int wlen, int rpf, bf16 *u,
-                       size_t total) {
+    mouse_input_kernel(float *x, const bf16 *y, int dim, const float *win, int wlen, int rpf,
+                       bf16 *u, size_t total) {
     const int U = dim + wlen;
     const size_t stride = (size_t)gridDim.x * blockDim.x;
     for (size_t i = (size_t)blockIdx.x * blockDim.x + threadIdx.x; i < total; i += stride) {
         const size_t r = i / (size_t)U;
         const int c = (int)(i % (size_t)U);
-        const float val = c < dim ? x[r * (size_t)dim + (size_t)c]
-                                  : win[(r / (size_t)rpf) * (size_t)wlen + (size_t)(c - dim)];
+        float val;
+        if (c < dim) {
+            const size_t at = r * (size_t)dim + (size_t)c;
+            val = x[at];
+            if (y) { /* the pending residual update x += y, done here (one thread per element) */
+                val += __bfloat162float(y[at]);
+                x[at] = val;
+            }
+        } else {
+            val = win[(r / (size_t)rpf) * (size_t)wlen + (size_t)(c - dim)];
+        }
         u[i] = __float2bfloat16_rn(val);
     }
 }
 
-extern "C" int wmcuda_mouse_input(const float *x, int dim, const float *win, int wlen, int rows,
-                                  int rows_per_frame, wmcuda_bf16 *u, void *stream) {
+static int launch_mouse_input(const char *fn, float *x, const wmcuda_bf16 *y, int dim,
+                              const float *win, int wlen, int rows, int rows_per_frame,
+                              wmcuda_bf16 *u, void *stream) {
     if (rows < 0 || dim <= 0 || wlen < 0 || rows_per_frame <= 0 ||
         (rows > 0 && (!x || !u || (wlen > 0 && !win))))
-        return bad_args("mouse_input", "positive sizes and device pointers required");
+        return bad_args(fn, "positive sizes and device pointers required");
     const size_t total = (size_t)rows * (size_t)(dim + wlen);
     if (total == 0) return 0;
     mouse_input_kernel<<<ew_blocks(total), EW_THREADS, 0, (cudaStream_t)stream>>>(
-        x, dim, win, wlen, rows_per_frame, (bf16 *)u, total);
+        x, (const bf16 *)y, dim, win, wlen, rows_per_frame, (bf16 *)u, total);
     WM_CUDA_CHECK_LAUNCH(mouse_input_kernel);
     return 0;
+}
+
+extern "C" int wmcuda_mouse_input(const float *x, int dim, const float *win, int wlen, int rows,
+                                  int rows_per_frame, wmcuda_bf16 *u, void *stream) {
+    /* y = NULL: x is only read */
+    return launch_mouse_input("mouse_input", (float *)x, NULL, dim, win, wlen, rows,
+                              rows_per_frame, u, stream);
+}
+
+extern "C" int wmcuda_residual_mouse_input(float *x, const wmcuda_bf16 *y, int dim,
+                                           const float *win, int wlen, int rows,
+                                           int rows_per_frame, wmcuda_bf16 *u, void *stream) {
+    if (!y) return bad_args("residual_mouse_input", "NULL y");
+    return launch_mouse_input("residual_mouse_input", x, y, dim, win, wlen, rows, rows_per_frame,
+                              u, stream);
 }
 
 /* ---- action attention ------------------------------------------------------------------------------ */
@@ -239,6 +283,70 @@ static __global__ void __launch_bounds__(AA_WARPS * 32)
     }
 }
 
+/* The same with G = dh / 8 lanes per (query row, head), each lane holding 8 dims (16-byte loads
+ * and stores) for dh = 32, 64, 128 and 16-byte-aligned operands: what the DiT launches. The scores
+ * are reduced over the G lanes by xor shuffles; every lane of the warp runs every shuffle (no early
+ * exit: a group past the last row computes a clamped row and stores nothing), and every slot's
+ * key is read (invisible ones are discarded by a select, so a stale or NaN key cannot leak), their
+ * values only when visible. Same floors as above; 16-byte traffic and ~8x fewer shuffles per key
+ * than the warp version, which left it latency-bound at 50-70 us (H100). */
+template <int G>
+static __global__ void __launch_bounds__(AA_WARPS * 32)
+    action_attention_vec_kernel(const bf16 *q, int ldq, const bf16 *k, const bf16 *v,
+                                size_t slot_stride, size_t pos_stride, int nslots,
+                                const unsigned char *vis, int rows, int rpf, int heads, float scale,
+                                bf16 *o, int ldo) {
+    constexpr int DH = 8 * G;
+    const size_t total = (size_t)rows * (size_t)heads;
+    const size_t gid = ((size_t)blockIdx.x * blockDim.x + threadIdx.x) / G;
+    const int sub = (int)(threadIdx.x % G);
+    const bool live = gid < total;
+    const size_t w = live ? gid : total - 1;
+    const int r = (int)(w / (size_t)heads), h = (int)(w % (size_t)heads);
+    const int f = r / rpf, sg = r % rpf;
+    const int col = h * DH + sub * 8;
+    float qv[8];
+    load8(q + (size_t)r * (size_t)ldq + col, qv);
+    const size_t koff = (size_t)sg * pos_stride + (size_t)col;
+    const unsigned char *fv = vis + (size_t)f * (size_t)nslots;
+    float sc[WMCUDA_ACTION_MAX_SLOTS];
+    float mx = -INFINITY;
+#pragma unroll
+    for (int j = 0; j < WMCUDA_ACTION_MAX_SLOTS; j++) {
+        sc[j] = -INFINITY;
+        if (j >= nslots) continue; /* uniform across the grid */
+        float kv[8];
+        load8(k + (size_t)j * slot_stride + koff, kv);
+        float dot = 0.0f;
+#pragma unroll
+        for (int e = 0; e < 8; e++) dot += qv[e] * kv[e];
+#pragma unroll
+        for (int off = G / 2; off > 0; off >>= 1) dot += __shfl_xor_sync(0xffffffffu, dot, off);
+        sc[j] = fv[j] ? dot * scale : -INFINITY;
+        mx = fmaxf(mx, sc[j]);
+    }
+    float acc[8];
+#pragma unroll
+    for (int e = 0; e < 8; e++) acc[e] = 0.0f;
+    float sum = 0.0f;
+#pragma unroll
+    for (int j = 0; j < WMCUDA_ACTION_MAX_SLOTS; j++) {
+        if (sc[j] == -INFINITY) continue; /* invisible, past nslots, or nothing visible */
+        const float p = expf(sc[j] - mx);
+        sum += p;
+        float vv[8];
+        load8(v + (size_t)j * slot_stride + koff, vv);
+#pragma unroll
+        for (int e = 0; e < 8; e++) acc[e] += p * vv[e];
+    }
+    const float inv = sum > 0.0f ? 1.0f / sum : 0.0f;
+#pragma unroll
+    for (int e = 0; e < 8; e++) acc[e] *= inv;
+    if (live) store8(o + (size_t)r * (size_t)ldo + col, acc);
+}
+
+static bool al16(const void *p) { return ((uintptr_t)p & 15u) == 0; }
+
 extern "C" int wmcuda_action_attention(const wmcuda_bf16 *q, int ldq, const wmcuda_bf16 *k,
                                        const wmcuda_bf16 *v, size_t slot_stride,
                                        size_t pos_stride, int nslots, const unsigned char *vis,
@@ -251,6 +359,25 @@ extern "C" int wmcuda_action_attention(const wmcuda_bf16 *q, int ldq, const wmcu
         return bad_args(fn, "dh <= 256, 1 <= nslots <= 16, row strides >= heads*dh");
     if (rows > 0 && (!q || !k || !v || !vis || !o)) return bad_args(fn, "NULL pointer");
     if (rows == 0) return 0;
+    const cudaStream_t st = (cudaStream_t)stream;
+    const bool vec = (dh == 32 || dh == 64 || dh == 128) && al16(q) && al16(k) && al16(v) &&
+                     al16(o) && ldq % 8 == 0 && ldo % 8 == 0 && slot_stride % 8 == 0 &&
+                     pos_stride % 8 == 0;
+    if (vec) {
+        const size_t threads = (size_t)rows * (size_t)heads * (size_t)(dh / 8);
+        const size_t vblocks = (threads + AA_WARPS * 32 - 1) / (AA_WARPS * 32);
+        if (vblocks > 0x7fffffffu) return bad_args(fn, "too many rows");
+#define AAV(G_)                                                                                    \
+    action_attention_vec_kernel<G_><<<(unsigned)vblocks, AA_WARPS * 32, 0, st>>>(                  \
+        (const bf16 *)q, ldq, (const bf16 *)k, (const bf16 *)v, slot_stride, pos_stride, nslots,   \
+        vis, rows, rows_per_frame, heads, scale, (bf16 *)o, ldo)
+        if (dh == 32) AAV(4);
+        else if (dh == 64) AAV(8);
+        else AAV(16);
+#undef AAV
+        WM_CUDA_CHECK_LAUNCH(action_attention_vec_kernel);
+        return 0;
+    }
     const size_t warps = (size_t)rows * (size_t)heads;
     const size_t blocks = (warps + AA_WARPS - 1) / AA_WARPS;
     if (blocks > 0x7fffffffu) return bad_args(fn, "too many rows");

@@ -54,6 +54,11 @@ int wmcuda_pad_rows_bf16(const float *src, int rows, int n, wmcuda_bf16 *dst, in
  * wlen))), u rows dim + wlen wide; x the fp32 residual stream, win fp32 [frames][wlen]. */
 int wmcuda_mouse_input(const float *x, int dim, const float *win, int wlen, int rows,
                        int rows_per_frame, wmcuda_bf16 *u, void *stream);
+/* The same after the pending residual update x[r] += y[r] (y bf16 [rows][dim]), which it writes
+ * back: the cross-attention's update fused into the mouse branch's first read of x. */
+int wmcuda_residual_mouse_input(float *x, const wmcuda_bf16 *y, int dim, const float *win,
+                                int wlen, int rows, int rows_per_frame, wmcuda_bf16 *u,
+                                void *stream);
 
 /* The action module's attention (6.3 step 7, 6.4 step 5): for query row r (frame f = r / rpf,
  * spatial position sg = r % rpf) and head h,

@@ -124,15 +124,24 @@ static __device__ __forceinline__ float block_reduce(float v, float *sh) {
 
 enum { LN_PLAIN = 0, LN_AFFINE = 1, LN_MODULATE = 2 };
 
+/* A pending residual update fused into the LayerNorm that reads the row next (RES kernels):
+ * x[row] += y[row] (* gate[row / rows_per_frame]) written back before the statistics. */
+struct res_args {
+    float *x;
+    const bf16 *y, *gate;
+    size_t gate_stride;
+    int rows_per_frame;
+};
+
 /* Floor (L x D = 2640 x 1536, fp32 in, bf16 out): 4 + 2 bytes per element = 24.3 MB -> 7.3 us.
  * bf16 in (mouse MLP norm, 2640 x 1024): 2 + 2 bytes = 10.8 MB -> 3.2 us. The modulation rows
  * (F x 2 x D bf16) are 18 KB and stay in L2. ~10 FLOPs per element: never compute-bound.
  * For LN_MODULATE, a = scale and b = shift (frame rows); for LN_AFFINE, a = gamma, b = beta. x
  * and y may alias (bf16 in): the row is in registers before the first barrier. */
-template <int V, typename Tin, int MODE>
+template <int V, typename Tin, int MODE, bool RES>
 static __global__ void __launch_bounds__(ROW_THREADS_MAX)
     layernorm_kernel(const Tin *x, bf16 *y, int dim, float eps, const bf16 *a, const bf16 *b,
-                     int rows_per_frame, size_t frame_stride) {
+                     int rows_per_frame, size_t frame_stride, res_args ra) {
     __shared__ float sh[33];
     const int row = blockIdx.x;
     const int npack = dim >> 3;
@@ -146,8 +155,45 @@ static __global__ void __launch_bounds__(ROW_THREADS_MAX)
         for (int e = 0; e < 8; e++) v[i][e] = 0.0f;
         if (pk < npack) {
             load8(xr + (size_t)pk * 8, v[i]);
+            if (RES) { /* the residual update, as residual_gate_kernel computes it */
+                const size_t at = (size_t)row * (size_t)dim + (size_t)pk * 8;
+                float yv[8], gv[8];
+                load8(ra.y + at, yv);
+                if (ra.gate) {
+                    load8(ra.gate + (size_t)(row / ra.rows_per_frame) * ra.gate_stride +
+                              (size_t)pk * 8,
+                          gv);
+#pragma unroll
+                    for (int e = 0; e < 8; e++) v[i][e] += yv[e] * gv[e];
+                } else {
+#pragma unroll
+                    for (int e = 0; e < 8; e++) v[i][e] += yv[e];
+                }
+                store8(ra.x + at, v[i]);
+            }
 #pragma unroll
             for (int e = 0; e < 8; e++) sum += v[i][e];
+        }
+    }
+    /* short rows (V <= 2, every DiT width): the scale/shift (gamma/beta) pieces are loaded before
+     * the reductions, so their latency hides behind them */
+    constexpr bool PRE = V <= 2;
+    const bf16 *ar = a, *br = b;
+    if (MODE == LN_MODULATE) {
+        const size_t off = (size_t)(row / rows_per_frame) * frame_stride;
+        ar += off;
+        br += off;
+    }
+    float ta[PRE ? V : 1][8], tb[PRE ? V : 1][8];
+    if (PRE) {
+#pragma unroll
+        for (int i = 0; i < (PRE ? V : 1); i++) {
+            const int pk = threadIdx.x + i * blockDim.x;
+#pragma unroll
+            for (int e = 0; e < 8; e++) ta[i][e] = 0.0f, tb[i][e] = 0.0f;
+            if (pk >= npack || MODE == LN_PLAIN) continue;
+            if (ar) load8(ar + (size_t)pk * 8, ta[i]);
+            if (br) load8(br + (size_t)pk * 8, tb[i]);
         }
     }
     const float mean = block_reduce<false>(sum, sh) / (float)dim;
@@ -165,12 +211,6 @@ static __global__ void __launch_bounds__(ROW_THREADS_MAX)
     }
     const float var = block_reduce<false>(sq, sh) / (float)dim;
     const float inv = 1.0f / sqrtf(var + eps);
-    const bf16 *ar = a, *br = b;
-    if (MODE == LN_MODULATE) {
-        const size_t off = (size_t)(row / rows_per_frame) * frame_stride;
-        ar += off;
-        br += off;
-    }
     bf16 *yr = y + (size_t)row * (size_t)dim;
 #pragma unroll
     for (int i = 0; i < V; i++) {
@@ -180,20 +220,40 @@ static __global__ void __launch_bounds__(ROW_THREADS_MAX)
 #pragma unroll
         for (int e = 0; e < 8; e++) o[e] = (v[i][e] - mean) * inv;
         if (MODE == LN_MODULATE) {
-            load8(ar + (size_t)pk * 8, t); /* scale */
+            if (PRE) {
+#pragma unroll
+                for (int e = 0; e < 8; e++) t[e] = ta[PRE ? i : 0][e];
+            } else {
+                load8(ar + (size_t)pk * 8, t); /* scale */
+            }
 #pragma unroll
             for (int e = 0; e < 8; e++) o[e] *= 1.0f + t[e];
-            load8(br + (size_t)pk * 8, t); /* shift */
+            if (PRE) {
+#pragma unroll
+                for (int e = 0; e < 8; e++) t[e] = tb[PRE ? i : 0][e];
+            } else {
+                load8(br + (size_t)pk * 8, t); /* shift */
+            }
 #pragma unroll
             for (int e = 0; e < 8; e++) o[e] += t[e];
         } else if (MODE == LN_AFFINE) {
             if (ar) {
-                load8(ar + (size_t)pk * 8, t);
+                if (PRE) {
+#pragma unroll
+                    for (int e = 0; e < 8; e++) t[e] = ta[PRE ? i : 0][e];
+                } else {
+                    load8(ar + (size_t)pk * 8, t);
+                }
 #pragma unroll
                 for (int e = 0; e < 8; e++) o[e] *= t[e];
             }
             if (br) {
-                load8(br + (size_t)pk * 8, t);
+                if (PRE) {
+#pragma unroll
+                    for (int e = 0; e < 8; e++) t[e] = tb[PRE ? i : 0][e];
+                } else {
+                    load8(br + (size_t)pk * 8, t);
+                }
 #pragma unroll
                 for (int e = 0; e < 8; e++) o[e] += t[e];
             }
@@ -202,10 +262,10 @@ static __global__ void __launch_bounds__(ROW_THREADS_MAX)
     }
 }
 
-template <typename Tin, int MODE>
+template <typename Tin, int MODE, bool RES = false>
 static int launch_layernorm(const char *fn, const Tin *x, bf16 *y, int rows, int dim, float eps,
                             const bf16 *a, const bf16 *b, int rows_per_frame, size_t frame_stride,
-                            cudaStream_t stream) {
+                            cudaStream_t stream, res_args ra = res_args()) {
     if (rows < 0 || dim <= 0 || dim % 8 != 0) return bad_args(fn, "dim must be a positive multiple of 8");
     if (!x || !y || !al16(x) || !al16(y)) return bad_args(fn, "x and y must be 16-byte aligned device pointers");
     if ((a && !al16(a)) || (b && !al16(b))) return bad_args(fn, "parameter rows must be 16-byte aligned");
@@ -217,20 +277,20 @@ static int launch_layernorm(const char *fn, const Tin *x, bf16 *y, int rows, int
     if (v == 0) return bad_args(fn, "dim above 16384");
     switch (v) {
     case 1:
-        layernorm_kernel<1, Tin, MODE><<<rows, threads, 0, stream>>>(x, y, dim, eps, a, b,
-                                                                     rows_per_frame, frame_stride);
+        layernorm_kernel<1, Tin, MODE, RES><<<rows, threads, 0, stream>>>(
+            x, y, dim, eps, a, b, rows_per_frame, frame_stride, ra);
         break;
     case 2:
-        layernorm_kernel<2, Tin, MODE><<<rows, threads, 0, stream>>>(x, y, dim, eps, a, b,
-                                                                     rows_per_frame, frame_stride);
+        layernorm_kernel<2, Tin, MODE, RES><<<rows, threads, 0, stream>>>(
+            x, y, dim, eps, a, b, rows_per_frame, frame_stride, ra);
         break;
     case 4:
-        layernorm_kernel<4, Tin, MODE><<<rows, threads, 0, stream>>>(x, y, dim, eps, a, b,
-                                                                     rows_per_frame, frame_stride);
+        layernorm_kernel<4, Tin, MODE, RES><<<rows, threads, 0, stream>>>(
+            x, y, dim, eps, a, b, rows_per_frame, frame_stride, ra);
         break;
     default:
-        layernorm_kernel<8, Tin, MODE><<<rows, threads, 0, stream>>>(x, y, dim, eps, a, b,
-                                                                     rows_per_frame, frame_stride);
+        layernorm_kernel<8, Tin, MODE, RES><<<rows, threads, 0, stream>>>(
+            x, y, dim, eps, a, b, rows_per_frame, frame_stride, ra);
         break;
     }
     WM_CUDA_CHECK_LAUNCH(layernorm_kernel);
@@ -251,6 +311,42 @@ extern "C" int wmcuda_layernorm_f32in(const float *x, wmcuda_bf16 *y, int rows, 
     return launch_layernorm<float, LN_AFFINE>("layernorm_f32in", x, (bf16 *)y, rows, dim, eps,
                                               (const bf16 *)gamma, (const bf16 *)beta, 1, 0,
                                               (cudaStream_t)stream);
+}
+
+/* The residual update checks of wmcuda_residual_gate / _add, for the fused versions. */
+static int res_check(const char *fn, float *x, const wmcuda_bf16 *y, const wmcuda_bf16 *gate,
+                     size_t gate_stride, int rows_per_frame, res_args *ra) {
+    if (!x || !y || !al16(y) ||
+        (gate && (!al16(gate) || gate_stride % 8 != 0 || rows_per_frame <= 0)))
+        return bad_args(fn, "16-byte aligned y, gate: gate_stride % 8 == 0, rows_per_frame > 0");
+    ra->x = x, ra->y = (const bf16 *)y, ra->gate = (const bf16 *)gate;
+    ra->gate_stride = gate_stride, ra->rows_per_frame = gate ? rows_per_frame : 1;
+    return 0;
+}
+
+extern "C" int wmcuda_residual_ln_modulate(float *x, const wmcuda_bf16 *y, const wmcuda_bf16 *gate,
+                                           size_t gate_stride, wmcuda_bf16 *h, int rows, int dim,
+                                           int rows_per_frame, float eps, const wmcuda_bf16 *shift,
+                                           const wmcuda_bf16 *scale, size_t frame_stride,
+                                           void *stream) {
+    res_args ra;
+    const int rc = res_check("residual_ln_modulate", x, y, gate, gate_stride, rows_per_frame, &ra);
+    if (rc) return rc;
+    return launch_layernorm<float, LN_MODULATE, true>(
+        "residual_ln_modulate", x, (bf16 *)h, rows, dim, eps, (const bf16 *)scale,
+        (const bf16 *)shift, rows_per_frame, frame_stride, (cudaStream_t)stream, ra);
+}
+
+extern "C" int wmcuda_residual_layernorm(float *x, const wmcuda_bf16 *y, const wmcuda_bf16 *gate,
+                                         size_t gate_stride, int rows_per_frame, wmcuda_bf16 *h,
+                                         int rows, int dim, float eps, const wmcuda_bf16 *gamma,
+                                         const wmcuda_bf16 *beta, void *stream) {
+    res_args ra;
+    const int rc = res_check("residual_layernorm", x, y, gate, gate_stride, rows_per_frame, &ra);
+    if (rc) return rc;
+    return launch_layernorm<float, LN_AFFINE, true>("residual_layernorm", x, (bf16 *)h, rows, dim,
+                                                    eps, (const bf16 *)gamma, (const bf16 *)beta,
+                                                    1, 0, (cudaStream_t)stream, ra);
 }
 
 extern "C" int wmcuda_layernorm_bf16in(const wmcuda_bf16 *x, wmcuda_bf16 *y, int rows, int dim,
@@ -395,12 +491,35 @@ static __global__ void __launch_bounds__(ROW_THREADS_MAX)
             for (int e = 0; e < 8; e++) sq += v[i][e] * v[i][e];
         }
     }
-    const float inv = 1.0f / sqrtf(block_reduce<false>(sq, sh) / (float)dim + eps);
+    /* the gain and the rotation's cos/sin do not depend on the statistics: their loads are
+     * issued before the reduction, so their latency hides behind it */
     int pos = 0, sigma = 0;
     if (use_rope) {
         pos = (int)(pos0 + row / r.S);
         sigma = row % r.S;
     }
+    float g[V][8];
+    float2 cs[V][4];
+#pragma unroll
+    for (int i = 0; i < V; i++) {
+        const int pk = threadIdx.x + i * blockDim.x;
+#pragma unroll
+        for (int e = 0; e < 8; e++) g[i][e] = 1.0f;
+#pragma unroll
+        for (int j = 0; j < 4; j++) cs[i][j] = make_float2(1.0f, 0.0f);
+        if (pk >= npack) continue;
+        if (gain) load8(gain + (size_t)pk * 8, g[i]);
+        if (use_rope) {
+            const int p0 = ((pk * 8) % r.dh) >> 1; /* dh % 8 == 0: the piece is inside one head */
+#pragma unroll
+            for (int j = 0; j < 4; j++) {
+                const int p = p0 + j;
+                cs[i][j] = p < r.t_pairs ? r.t_tab[(size_t)pos * r.t_pairs + p]
+                                         : r.hw_tab[(size_t)sigma * r.hw_pairs + (p - r.t_pairs)];
+            }
+        }
+    }
+    const float inv = 1.0f / sqrtf(block_reduce<false>(sq, sh) / (float)dim + eps);
     bf16 *yr = y + (size_t)row * (size_t)dim;
 #pragma unroll
     for (int i = 0; i < V; i++) {
@@ -410,22 +529,16 @@ static __global__ void __launch_bounds__(ROW_THREADS_MAX)
 #pragma unroll
         for (int e = 0; e < 8; e++) o[e] = round_bf16(v[i][e] * inv);
         if (gain) {
-            float g[8];
-            load8(gain + (size_t)pk * 8, g);
 #pragma unroll
-            for (int e = 0; e < 8; e++) o[e] = round_bf16(o[e] * g[e]);
+            for (int e = 0; e < 8; e++) o[e] = round_bf16(o[e] * g[i][e]);
         }
         if (use_rope) {
-            const int p0 = ((pk * 8) % r.dh) >> 1; /* dh % 8 == 0: the piece is inside one head */
 #pragma unroll
             for (int j = 0; j < 4; j++) {
-                const int p = p0 + j;
-                const float2 cs = p < r.t_pairs
-                                      ? r.t_tab[(size_t)pos * r.t_pairs + p]
-                                      : r.hw_tab[(size_t)sigma * r.hw_pairs + (p - r.t_pairs)];
+                const float2 c2 = cs[i][j];
                 const float a = o[2 * j], b = o[2 * j + 1];
-                o[2 * j] = a * cs.x - b * cs.y;
-                o[2 * j + 1] = a * cs.y + b * cs.x;
+                o[2 * j] = a * c2.x - b * c2.y;
+                o[2 * j + 1] = a * c2.y + b * c2.x;
             }
         }
         store8(yr + (size_t)pk * 8, o);
@@ -568,7 +681,7 @@ extern "C" int wmcuda_rms_heads_rope_action(const wmcuda_bf16 *x, int ldx, wmcud
  * -> 12.1 us (gate rows: 9 KB, L2). Same for the plain add. */
 static __global__ void __launch_bounds__(EW_THREADS)
     residual_gate_kernel(float *x, const bf16 *y, size_t packs, int ppr, int rows_per_frame,
-                         const bf16 *gate, size_t frame_stride) {
+                         const bf16 *gate, size_t frame_stride, bf16 *h) {
     const size_t stride = (size_t)gridDim.x * blockDim.x;
     for (size_t gp = (size_t)blockIdx.x * blockDim.x + threadIdx.x; gp < packs; gp += stride) {
         const size_t row = gp / (size_t)ppr;
@@ -585,6 +698,7 @@ static __global__ void __launch_bounds__(EW_THREADS)
             for (int e = 0; e < 8; e++) xv[e] += yv[e];
         }
         store8(x + gp * 8, xv);
+        if (h) store8(h + gp * 8, xv);
     }
 }
 
@@ -599,7 +713,8 @@ extern "C" int wmcuda_residual_gate(float *x, const wmcuda_bf16 *y, int rows, in
     if (rows == 0) return 0;
     const size_t packs = (size_t)rows * (size_t)(dim / 8);
     residual_gate_kernel<<<ew_blocks(packs), EW_THREADS, 0, (cudaStream_t)stream>>>(
-        x, (const bf16 *)y, packs, dim / 8, rows_per_frame, (const bf16 *)gate, frame_stride);
+        x, (const bf16 *)y, packs, dim / 8, rows_per_frame, (const bf16 *)gate, frame_stride,
+        NULL);
     WM_CUDA_CHECK_LAUNCH(residual_gate_kernel);
     return 0;
 }
@@ -610,7 +725,20 @@ extern "C" int wmcuda_residual_add(float *x, const wmcuda_bf16 *y, size_t n, voi
     if (n == 0) return 0;
     const size_t packs = n / 8;
     residual_gate_kernel<<<ew_blocks(packs), EW_THREADS, 0, (cudaStream_t)stream>>>(
-        x, (const bf16 *)y, packs, 1, 1, NULL, 0);
+        x, (const bf16 *)y, packs, 1, 1, NULL, 0, NULL);
+    WM_CUDA_CHECK_LAUNCH(residual_gate_kernel);
+    return 0;
+}
+
+extern "C" int wmcuda_residual_add_to_bf16(float *x, const wmcuda_bf16 *y, wmcuda_bf16 *h,
+                                           size_t n, void *stream) {
+    if (n % 8 != 0 || (n && (!x || !y || !h || !al16(x) || !al16(y) || !al16(h))))
+        return bad_args("residual_add_to_bf16",
+                        "n % 8 == 0 and 16-byte aligned device pointers required");
+    if (n == 0) return 0;
+    const size_t packs = n / 8;
+    residual_gate_kernel<<<ew_blocks(packs), EW_THREADS, 0, (cudaStream_t)stream>>>(
+        x, (const bf16 *)y, packs, 1, 1, NULL, 0, (bf16 *)h);
     WM_CUDA_CHECK_LAUNCH(residual_gate_kernel);
     return 0;
 }

@@ -47,6 +47,20 @@ int wmcuda_layernorm_f32in(const float *x, wmcuda_bf16 *y, int rows, int dim, fl
 int wmcuda_layernorm_bf16in(const wmcuda_bf16 *x, wmcuda_bf16 *y, int rows, int dim, float eps,
                             const wmcuda_bf16 *gamma, const wmcuda_bf16 *beta, void *stream);
 
+/* A branch's residual update fused with the LayerNorm that reads the residual stream next (one
+ * pass over the fp32 rows instead of two): x[n] += y[n] * gate[n / gate_rows_per_frame] (gate rows
+ * gate_stride apart; gate NULL: x[n] += y[n]), exactly as wmcuda_residual_gate / _add, then h as
+ * wmcuda_ln_modulate / wmcuda_layernorm_f32in of the updated x. y bf16 [rows][dim]. For
+ * _ln_modulate the gate's rows per frame are rows_per_frame. */
+int wmcuda_residual_ln_modulate(float *x, const wmcuda_bf16 *y, const wmcuda_bf16 *gate,
+                                size_t gate_stride, wmcuda_bf16 *h, int rows, int dim,
+                                int rows_per_frame, float eps, const wmcuda_bf16 *shift,
+                                const wmcuda_bf16 *scale, size_t frame_stride, void *stream);
+int wmcuda_residual_layernorm(float *x, const wmcuda_bf16 *y, const wmcuda_bf16 *gate,
+                              size_t gate_stride, int gate_rows_per_frame, wmcuda_bf16 *h,
+                              int rows, int dim, float eps, const wmcuda_bf16 *gamma,
+                              const wmcuda_bf16 *beta, void *stream);
+
 /* ---- RoPE tables -------------------------------------------------------------------------------- */
 
 /* Main 3-D RoPE (model-dit.md 5.1) as cos/sin pairs computed on the host in float64 and stored as
@@ -96,12 +110,17 @@ int wmcuda_residual_gate(float *x, const wmcuda_bf16 *y, int rows, int dim, int 
                          const wmcuda_bf16 *gate, size_t frame_stride, void *stream);
 /* x[i] += y[i], i < n (n a multiple of 8). */
 int wmcuda_residual_add(float *x, const wmcuda_bf16 *y, size_t n, void *stream);
+/* x[i] += y[i], then h[i] = bf16(x[i]): the mouse branch's update fused into the keyboard
+ * queries' conversion of x. */
+int wmcuda_residual_add_to_bf16(float *x, const wmcuda_bf16 *y, wmcuda_bf16 *h, size_t n,
+                                void *stream);
 
 /* ---- attention softmax ------------------------------------------------------------------------------ */
 
-/* Row softmax of scores that already carry the 1/sqrt(dh) scale: p[r][c] = softmax(s[r][:cols])
- * for rows r < rows (heads * lq), cols <= 8192; s fp32 rows of stride lds, p bf16 rows of stride
- * ldp (any cols; rows move 16 bytes at a time when lds and ldp allow it). Optional visibility
+/* The unfused attention's middle step (the DiT runs the fused engine/cuda/attention.h; the
+ * kernel test keeps this path as its reference, and other attentions use it). Row softmax
+ * of scores that already carry the 1/sqrt(dh) scale: p[r][c] = softmax(s[r][:cols]) for rows
+ * r < rows (heads * lq), cols <= 8192; s fp32 rows of stride lds, p bf16 rows of stride ldp (any cols; rows move 16 bytes at a time when lds and ldp allow it). Optional visibility
  * mask [frames_q][frames_k] bytes in device memory, 1 = visible: row r is query row i = r % lq
  * of frame i / rows_per_frame_q, column c is key frame c / rows_per_frame_k. Masked entries get
  * 0; a row with no visible key is all zeros (as cpu_attention). */

@@ -18,7 +18,13 @@
  * floor from the datasheet peaks (H100 SXM: 989 TFLOP/s dense bf16, 3.35 TB/s; H200: 4.8 TB/s):
  * "vs datasheet", to be replaced by measured ceilings. Exit status 1 on any failure, 2 on a CUDA
  * error. Runs on the GPU host only (not a ctest): tests/gpu/run_dit_kernels_gpu.sh.
- * WM_DIT_TEST_SHAPES=tiny runs the tiny shapes only. */
+ * The fused attention (engine/cuda/attention.h) is checked, every tile variant, against a float64
+ * attention on the host for each shape it serves (steady window, block 0 with empty slots, a stale
+ * slot, query frames that see different slots, cross-attention over 257 keys, S not a multiple of
+ * the tile, head width 64, a single key): rel err <= 2e-2 (BOUND_BF16), untouched padding, rows
+ * that see nothing exactly 0; slots no query sees hold NaN, so reading one fails the check.
+ * WM_DIT_TEST_SHAPES=tiny runs the tiny shapes only; WM_DIT_TEST_ONLY=attn the fused attention
+ * (and the action attention's timing) only. */
 #include <math.h>
 #include <stdint.h>
 #include <stdio.h>
@@ -31,7 +37,9 @@
 #include "engine/cpu/dit_cpu.h"
 #include "engine/cpu/ops.h"
 #include "engine/cpu/rope.h"
+#include "engine/cuda/attention.h"
 #include "engine/cuda/bf16.h"
+#include "engine/cuda/dit_cuda_kernels.h"
 #include "engine/cuda/dit_kernels.h"
 #include "engine/cuda/gemm.h"
 
@@ -76,7 +84,7 @@ typedef struct {
 } time_rec;
 
 static int g_failures;
-static check_rec g_checks[256];
+static check_rec g_checks[512];
 static int g_nchecks;
 static time_rec g_times[64];
 static int g_ntimes;
@@ -575,6 +583,333 @@ static void test_attention(const shape *s, wmcuda_gemm *g, const char *what, int
     bt_free(&q), bt_free(&k), bt_free(&v);
 }
 
+/* ---- fused attention (engine/cuda/attention.h) ----------------------------------------------- */
+
+/* One problem for wmcuda_attention: lq query rows (rpf per frame) over nslots slots of kps keys;
+ * vis [ceil(lq / rpf)][nslots] or NULL. Strides are padded (q +16, k/v rows +8, 3 spare rows
+ * between slots, o +8) so a stride mix-up shows. Slots no query frame sees, and the spare rows,
+ * hold NaN: reading one, even to mask it, makes the output NaN (the kernel must skip them). */
+typedef struct fa_case {
+    const char *what;
+    int lq, rpf, heads, dh, kps, nslots;
+    const unsigned char *vis;
+} fa_case;
+
+typedef struct fa_data {
+    int ldq, ldkv, ldo, width, frames;
+    size_t slot_stride, nq, nkv, no;
+    float *q, *k, *v; /* host values (bf16-rounded; NaN where poisoned) */
+    wmcuda_bf16 *qd, *kd, *vd, *od;
+    unsigned char *visd;
+} fa_data;
+
+static int fa_visible(const fa_case *c, int f, int j) {
+    return !c->vis || c->vis[f * c->nslots + j];
+}
+
+static int fa_slot_read(const fa_case *c, const fa_data *d, int j) {
+    for (int f = 0; f < d->frames; f++)
+        if (fa_visible(c, f, j)) return 1;
+    return 0;
+}
+
+static void fa_fill(float *h, wmcuda_bf16 *bits, size_t n, float scale) {
+    for (size_t i = 0; i < n; i++) {
+        bits[i] = wm_bf16_from_float(scale * urand());
+        h[i] = wm_bf16_to_float(bits[i]);
+    }
+}
+
+static void fa_make(const fa_case *c, fa_data *d) {
+    memset(d, 0, sizeof *d);
+    d->width = c->heads * c->dh;
+    d->ldq = d->width + 16, d->ldkv = d->width + 8, d->ldo = d->width + 8;
+    d->frames = (c->lq + c->rpf - 1) / c->rpf;
+    d->slot_stride = (size_t)(c->kps + 3) * d->ldkv;
+    d->nq = (size_t)c->lq * d->ldq, d->nkv = (size_t)c->nslots * d->slot_stride;
+    d->no = (size_t)c->lq * d->ldo;
+    wmcuda_bf16 *qb = xmalloc(d->nq * 2), *kb = xmalloc(d->nkv * 2), *vb = xmalloc(d->nkv * 2);
+    d->q = xmalloc(d->nq * 4), d->k = xmalloc(d->nkv * 4), d->v = xmalloc(d->nkv * 4);
+    fa_fill(d->q, qb, d->nq, 4.0f);
+    fa_fill(d->k, kb, d->nkv, 1.0f);
+    fa_fill(d->v, vb, d->nkv, 1.0f);
+    const wmcuda_bf16 nan_bits = 0x7FC0u;
+    for (int j = 0; j < c->nslots; j++) {
+        const int read = fa_slot_read(c, d, j);
+        for (size_t e = 0; e < d->slot_stride; e++) {
+            const size_t i = (size_t)j * d->slot_stride + e;
+            if (read && e < (size_t)c->kps * d->ldkv) continue;
+            kb[i] = vb[i] = nan_bits;
+            d->k[i] = d->v[i] = NAN;
+        }
+    }
+    d->qd = dmalloc(d->nq * 2), d->kd = dmalloc(d->nkv * 2), d->vd = dmalloc(d->nkv * 2);
+    d->od = dmalloc(d->no * 2);
+    up(d->qd, qb, d->nq * 2), up(d->kd, kb, d->nkv * 2), up(d->vd, vb, d->nkv * 2);
+    if (c->vis) {
+        d->visd = dmalloc((size_t)d->frames * c->nslots);
+        up(d->visd, c->vis, (size_t)d->frames * c->nslots);
+    }
+    free(qb), free(kb), free(vb);
+}
+
+static void fa_free(fa_data *d) {
+    free(d->q), free(d->k), free(d->v);
+    CK(cudaFree(d->qd));
+    CK(cudaFree(d->kd));
+    CK(cudaFree(d->vd));
+    CK(cudaFree(d->od));
+    if (d->visd) CK(cudaFree(d->visd));
+}
+
+static wmcuda_attn_args fa_args(const fa_case *c, const fa_data *d) {
+    const wmcuda_attn_args a = {.q = d->qd, .ldq = d->ldq, .lq = c->lq, .k = d->kd, .v = d->vd,
+                                .ldkv = d->ldkv, .slot_stride = d->slot_stride,
+                                .keys_per_slot = c->kps, .nslots = c->nslots, .vis = d->visd,
+                                .rows_per_frame_q = c->rpf, .heads = c->heads, .dh = c->dh,
+                                .scale = (float)(1.0 / sqrt((double)c->dh)), .o = d->od,
+                                .ldo = d->ldo};
+    return a;
+}
+
+/* float64 reference of row r, all heads, into ref[width]; returns 0 if the row sees no key. */
+static int fa_ref_row(const fa_case *c, const fa_data *d, int r, double *p, double *ref) {
+    const int f = r / c->rpf, nk = c->nslots * c->kps;
+    const double scale = 1.0 / sqrt((double)c->dh);
+    int any = 0;
+    for (int h = 0; h < c->heads; h++) {
+        const float *qr = d->q + (size_t)r * d->ldq + (size_t)h * c->dh;
+        double mx = -INFINITY, sum = 0.0;
+        for (int n = 0; n < nk; n++) {
+            const int j = n / c->kps;
+            p[n] = -INFINITY;
+            if (!fa_visible(c, f, j)) continue;
+            const float *kr = d->k + (size_t)j * d->slot_stride + (size_t)(n % c->kps) * d->ldkv +
+                              (size_t)h * c->dh;
+            double dot = 0.0;
+            for (int e = 0; e < c->dh; e++) dot += (double)qr[e] * (double)kr[e];
+            p[n] = dot * scale;
+            if (p[n] > mx) mx = p[n];
+        }
+        for (int n = 0; n < nk; n++) {
+            p[n] = p[n] == -INFINITY ? 0.0 : exp(p[n] - mx);
+            sum += p[n];
+        }
+        any |= sum > 0.0;
+        for (int e = 0; e < c->dh; e++) {
+            double acc = 0.0;
+            for (int n = 0; n < nk; n++)
+                if (p[n] != 0.0)
+                    acc += p[n] * (double)d->v[(size_t)(n / c->kps) * d->slot_stride +
+                                               (size_t)(n % c->kps) * d->ldkv +
+                                               (size_t)h * c->dh + e];
+            ref[h * c->dh + e] = sum > 0.0 ? acc / sum : 0.0;
+        }
+    }
+    return any;
+}
+
+/* Every variant against the float64 reference on sampled rows (all rows up to SAMPLE_ROWS, else
+ * SAMPLE_ROWS spread rows with the first and last); every output row scanned for poison, padding
+ * columns for clobbering; rows that see no key must be exactly 0. Bound BOUND_BF16 (bf16 q, k, v,
+ * bf16 probabilities and output: ~3e-3 expected). timed: each variant timed, the default one
+ * last. */
+static void test_fused_attention(const char *tag, const fa_case *c, int timed) {
+    fa_data d;
+    fa_make(c, &d);
+    int rows[SAMPLE_ROWS];
+    const int nr = pick_rows(c->lq, rows);
+    const int nk = c->nslots * c->kps;
+    double *p = xmalloc((size_t)nk * sizeof *p), *ref = xmalloc((size_t)nr * d.width * sizeof *ref);
+    int *seen = xmalloc((size_t)nr * sizeof *seen);
+    for (int i = 0; i < nr; i++) seen[i] = fa_ref_row(c, &d, rows[i], p, ref + (size_t)i * d.width);
+    float *o = xmalloc(d.no * sizeof *o);
+    wmcuda_bf16 *obits = xmalloc(d.no * sizeof *obits);
+    const wmcuda_attn_args a = fa_args(c, &d);
+    char name[96];
+    for (int var = 0; var < WMCUDA_ATTN_VARIANTS; var++) {
+        poison(d.od, d.no * 2);
+        WM(wmcuda_attention_variant(&a, var, NULL));
+        CK(cudaDeviceSynchronize());
+        down(obits, d.od, d.no * 2);
+        double num = 0.0, den = 0.0;
+        size_t nonzero_empty = 0, empty_total = 0, unwritten = 0, clobbered = 0;
+        for (size_t e = 0; e < d.no; e++) {
+            o[e] = wm_bf16_to_float(obits[e]);
+            if ((int)(e % (size_t)d.ldo) < d.width) unwritten += !isfinite(o[e]);
+            else clobbered += obits[e] != 0xFFFFu;
+        }
+        for (int i = 0; i < nr; i++)
+            for (int e = 0; e < d.width; e++) {
+                const double g = o[(size_t)rows[i] * d.ldo + e], r = ref[(size_t)i * d.width + e];
+                if (!seen[i]) {
+                    empty_total++;
+                    nonzero_empty += g != 0.0;
+                }
+                num += isfinite(g) ? (g - r) * (g - r) : INFINITY;
+                den += r * r;
+            }
+        snprintf(name, sizeof name, "fused %s v%d vs float64", c->what, var);
+        check(tag, name, den > 0.0 ? sqrt(num / den) : sqrt(num), BOUND_BF16);
+        snprintf(name, sizeof name, "fused %s v%d coverage+padding", c->what, var);
+        check_zero(tag, name, unwritten + clobbered, d.no);
+        if (empty_total) {
+            snprintf(name, sizeof name, "fused %s v%d rows seeing nothing == 0", c->what, var);
+            check_zero(tag, name, nonzero_empty, empty_total);
+        }
+    }
+    if (timed) {
+        /* keys actually attended by the frames (for the FLOP count) */
+        double keys = 0.0;
+        for (int r = 0; r < c->lq; r++)
+            for (int j = 0; j < c->nslots; j++) keys += fa_visible(c, r / c->rpf, j) ? c->kps : 0;
+        const double flops = 4.0 * keys * c->heads * c->dh;
+        const double bytes = 2.0 * 2.0 * c->lq * d.width + 2.0 * 2.0 * nk * d.width;
+        for (int k = 1; k <= WMCUDA_ATTN_VARIANTS; k++) {
+            const int var = (WMCUDA_ATTN_DEFAULT + k) % WMCUDA_ATTN_VARIANTS;
+            snprintf(name, sizeof name, "fused %s v%d%s", c->what, var,
+                     var == WMCUDA_ATTN_DEFAULT ? " (default)" : "");
+            TIME_OP(name, flops, bytes, wmcuda_attention_variant(&a, var, NULL));
+            printf("info   v%d = %s: %.0f TFLOP/s\n", var, wmcuda_attention_variant_name(var),
+                   flops / (g_times[g_ntimes - 1].us * 1e-6) * 1e-12);
+        }
+    }
+    free(p), free(ref), free(seen), free(o), free(obits);
+    fa_free(&d);
+}
+
+/* The shapes the DiT launches and the edges around them (dh = the shape's head width). */
+static void test_fused_shapes(const shape *s) {
+    const int S = s->S, F = s->F, W = s->Fk, H = s->H, dh = s->dh;
+    unsigned char all[64], block0[64], hole[64], causal[64], odd[64];
+    for (int f = 0; f < F; f++)
+        for (int j = 0; j < W; j++) {
+            all[f * W + j] = 1;
+            block0[f * W + j] = j < F;             /* block 0: only the block's own slots */
+            hole[f * W + j] = j != 2;              /* a stale slot inside the window */
+            causal[f * W + j] = f != 1 && j <= W - F + f; /* frames differ; frame 1 sees none */
+        }
+    for (int f = 0; f < 3; f++)
+        for (int j = 0; j < 5; j++) odd[f * 5 + j] = j != 1 && !(f == 2 && j == 4);
+    const fa_case cases[] = {
+        {"self steady W", F * S, S, H, dh, S, W, all},
+        {"self block 0", F * S, S, H, dh, S, W, block0},
+        {"self stale slot", F * S, S, H, dh, S, W, hole},
+        {"self per-frame", F * S, S, H, dh, S, W, causal},
+        {"cross 257", F * S, S, H, dh, s->c->clip_tokens, 1, NULL},
+        {"odd S=100", 300, 100, 2, dh, 100, 5, odd},
+        {"S=37 dh64", 111, 37, 4, 64, 37, 3, NULL},
+        {"one key", 70, 70, 3, dh, 1, 1, NULL},
+    };
+    const int n = (int)(sizeof cases / sizeof cases[0]);
+    for (int i = 0; i < n; i++)
+        test_fused_attention(s->tag, &cases[i], s->timing && (i == 0 || i == 1 || i == 4));
+}
+
+/* The action module's attention (wmcuda_action_attention) against float64 on every row: the
+ * mouse layout (keys per spatial position), the keyboard layout (one key per slot, shared), and
+ * a q stride that is not a multiple of 8 (the one-warp-per-row fallback). Query frame 1 sees
+ * nothing (zeros expected); slots no frame sees hold NaN (never to be used). Bound BOUND_BF16. */
+static void test_action_attention(const shape *s, const char *what, int keyboard, int ldq_pad) {
+    const int S = s->S, F = s->F, W = s->Fk, Hm = s->Ha, heads = s->ha, hd = s->adh;
+    const int rows = F * S, ldq = Hm + ldq_pad, ldo = Hm + 8;
+    const size_t pos_stride = keyboard ? 0 : (size_t)Hm;
+    const size_t slot_stride = keyboard ? (size_t)Hm : (size_t)S * Hm;
+    const size_t nkv = (size_t)W * slot_stride;
+    unsigned char vis[64];
+    for (int f = 0; f < F; f++)
+        for (int j = 0; j < W; j++) vis[f * W + j] = f != 1 && j != 1 && j < W - F + 1 + f;
+    bt q = bt_rand((size_t)rows * ldq, 3.0f, 0.0f);
+    bt k = bt_rand(nkv, 1.0f, 0.0f), v = bt_rand(nkv, 1.0f, 0.0f);
+    for (int j = 0; j < W; j++) { /* slots nobody sees: NaN */
+        int seen = 0;
+        for (int f = 0; f < F; f++) seen |= vis[f * W + j];
+        if (seen) continue;
+        for (size_t e = 0; e < slot_stride; e++) {
+            k.h[(size_t)j * slot_stride + e] = v.h[(size_t)j * slot_stride + e] = 0x7FC0u;
+            k.f[(size_t)j * slot_stride + e] = v.f[(size_t)j * slot_stride + e] = NAN;
+        }
+    }
+    up(k.d, k.h, nkv * 2), up(v.d, v.h, nkv * 2);
+    unsigned char *visd = dmalloc(64);
+    up(visd, vis, 64);
+    wmcuda_bf16 *od = dmalloc((size_t)rows * ldo * 2);
+    poison(od, (size_t)rows * ldo * 2);
+    const double scale = 1.0 / sqrt((double)hd);
+    WM(wmcuda_action_attention(q.d, ldq, k.d, v.d, slot_stride, pos_stride, W, visd, rows, S, heads,
+                               hd, (float)scale, od, ldo, NULL));
+    CK(cudaDeviceSynchronize());
+    float *o = xmalloc((size_t)rows * ldo * sizeof *o);
+    down_bf16(o, od, (size_t)rows * ldo);
+    double num = 0.0, den = 0.0, p[64];
+    size_t nonzero_empty = 0, bad_pad = 0;
+    for (int r = 0; r < rows; r++) {
+        const int f = r / S, sg = r % S;
+        for (int h = 0; h < heads; h++) {
+            double mx = -INFINITY, sum = 0.0;
+            for (int j = 0; j < W; j++) {
+                p[j] = -INFINITY;
+                if (!vis[f * W + j]) continue;
+                double dot = 0.0;
+                for (int e = 0; e < hd; e++)
+                    dot += (double)q.f[(size_t)r * ldq + h * hd + e] *
+                           k.f[(size_t)j * slot_stride + sg * pos_stride + (size_t)h * hd + e];
+                p[j] = dot * scale;
+                if (p[j] > mx) mx = p[j];
+            }
+            for (int j = 0; j < W; j++) sum += p[j] = p[j] == -INFINITY ? 0.0 : exp(p[j] - mx);
+            for (int e = 0; e < hd; e++) {
+                double acc = 0.0;
+                for (int j = 0; j < W; j++)
+                    if (p[j] != 0.0)
+                        acc += p[j] * v.f[(size_t)j * slot_stride + sg * pos_stride +
+                                          (size_t)h * hd + e];
+                const double ref = sum > 0.0 ? acc / sum : 0.0, g = o[(size_t)r * ldo + h * hd + e];
+                num += isfinite(g) ? (g - ref) * (g - ref) : INFINITY;
+                den += ref * ref;
+                nonzero_empty += sum == 0.0 && g != 0.0;
+            }
+        }
+        for (int e = Hm; e < ldo; e++) bad_pad += !isnan(o[(size_t)r * ldo + e]);
+    }
+    char name[96];
+    snprintf(name, sizeof name, "action attn %s vs float64", what);
+    check(s->tag, name, sqrt(num / den), BOUND_BF16);
+    snprintf(name, sizeof name, "action attn %s empty rows 0, padding", what);
+    check_zero(s->tag, name, nonzero_empty + bad_pad, (size_t)rows * ldo);
+    free(o);
+    CK(cudaFree(visd));
+    CK(cudaFree(od));
+    bt_free(&q), bt_free(&k), bt_free(&v);
+}
+
+/* The action module's attention at the full shape, timed: is it a measurable share of a
+ * forward? */
+static void time_action_attention(const shape *s) {
+    const int L = s->L, S = s->S, W = s->Fk, Hm = s->Ha, heads = s->ha, hd = s->adh;
+    bt q = bt_rand((size_t)L * 3 * Hm, 1.0f, 0.0f);
+    bt kv = bt_rand((size_t)W * S * Hm * 2, 1.0f, 0.0f);
+    unsigned char vis[64];
+    for (int i = 0; i < s->F * W; i++) vis[i] = 1;
+    unsigned char *visd = dmalloc(64);
+    up(visd, vis, 64);
+    wmcuda_bf16 *od = dmalloc((size_t)L * Hm * 2);
+    const size_t fsz = (size_t)S * Hm;
+    const float scale = (float)(1.0 / sqrt((double)hd));
+    char name[96];
+    snprintf(name, sizeof name, "action attn mouse %dx%dx%d, %d slots", L, heads, hd, W);
+    TIME_OP(name, 4.0 * L * W * Hm, 2.0 * (2.0 * L * Hm + 2.0 * W * fsz),
+            wmcuda_action_attention(q.d, 3 * Hm, kv.d, kv.d + W * fsz, fsz, (size_t)Hm, W, visd, L,
+                                    S, heads, hd, scale, od, Hm, NULL));
+    snprintf(name, sizeof name, "action attn keyboard %dx%dx%d, %d keys", L, heads, hd, W);
+    TIME_OP(name, 4.0 * L * W * Hm, 2.0 * 2.0 * L * Hm,
+            wmcuda_action_attention(q.d, Hm, kv.d, kv.d + W * Hm, (size_t)Hm, 0, W, visd, L, S,
+                                    heads, hd, scale, od, Hm, NULL));
+    bt_free(&q), bt_free(&kv);
+    CK(cudaFree(visd));
+    CK(cudaFree(od));
+}
+
 /* ---- norms ---------------------------------------------------------------------------------------------- */
 
 /* A residual-stream-like fp32 tensor: per-row offsets so that the mean matters. */
@@ -665,6 +1000,100 @@ static void test_norms(const shape *s) {
     CK(cudaFree(ya));
     CK(cudaFree(inpl));
     bt_free(&mod), bt_free(&gamma), bt_free(&beta), bt_free(&xa), bt_free(&ga), bt_free(&ba);
+}
+
+/* The residual update fused with the next LayerNorm (wmcuda_residual_ln_modulate / _layernorm),
+ * gated and ungated, against the CPU: x + y (* gate) in float (x after the call: <= BOUND_F32)
+ * and the norm of it by dit_norm_modulate / cpu_layernorm (h: <= BOUND_BF16). Timed against the
+ * two kernels it replaces. */
+static void test_residual_norms(const shape *s) {
+    const int L = s->L, D = s->D, F = s->F, S = s->S;
+    const float eps = s->c->eps;
+    const size_t n = (size_t)L * D;
+    float *x = residual_rand(L, D), *xd = f32_dev(x, n), *xr = xmalloc(n * sizeof *xr);
+    float *xo = xmalloc(n * sizeof *xo), *h = xmalloc(n * sizeof *h);
+    float *ref = xmalloc(n * sizeof *ref);
+    bt y = bt_rand(n, 2.0f, 0.0f), mod = bt_rand((size_t)F * 6 * D, 0.5f, 0.0f);
+    bt gamma = bt_rand((size_t)D, 0.5f, 1.0f), beta = bt_rand((size_t)D, 0.5f, 0.0f);
+    wmcuda_bf16 *hd = dmalloc(n * sizeof *hd);
+    char name[72];
+    for (int gated = 0; gated < 2; gated++)
+        for (int affine = 0; affine < 2; affine++) {
+            const wmcuda_bf16 *gd = gated ? mod.d + 2 * D : NULL;
+            for (size_t i = 0; i < n; i++) {
+                const float g = gated ? mod.f[(i / D / S) * 6 * D + 2 * D + i % D] : 1.0f;
+                xr[i] = x[i] + y.f[i] * g;
+            }
+            up(xd, x, n * 4);
+            poison(hd, n * 2);
+            if (affine) {
+                WM(wmcuda_residual_layernorm(xd, y.d, gd, (size_t)6 * D, S, hd, L, D, eps, gamma.d,
+                                             beta.d, NULL));
+                cpu_layernorm(xr, ref, L, D, eps, gamma.f, beta.f);
+            } else {
+                WM(wmcuda_residual_ln_modulate(xd, y.d, gd, (size_t)6 * D, hd, L, D, S, eps,
+                                               mod.d + 3 * D, mod.d + 4 * D, (size_t)6 * D, NULL));
+                dit_norm_modulate(xr, ref, F, S, D, eps, mod.f + 3 * D, mod.f + 4 * D,
+                                  (size_t)6 * D);
+            }
+            down(xo, xd, n * 4);
+            down_bf16(h, hd, n);
+            snprintf(name, sizeof name, "residual%s + %s: x", gated ? " gated" : "",
+                     affine ? "layernorm" : "ln_modulate");
+            check(s->tag, name, rel_err(xo, xr, n), BOUND_F32);
+            snprintf(name, sizeof name, "residual%s + %s: h", gated ? " gated" : "",
+                     affine ? "layernorm" : "ln_modulate");
+            check(s->tag, name, rel_err(h, ref, n), BOUND_BF16);
+        }
+    /* x += y fused into the bf16 copies of x: keyboard queries' input, mouse-MLP input (with the
+     * frame's window appended); exact (one fp32 add, one rounding, as on the host) */
+    {
+        for (size_t i = 0; i < n; i++) xr[i] = x[i] + y.f[i];
+        const int wlen = 24, U = D + wlen;
+        float *win = f32_rand((size_t)F * wlen, 1.0f, 0.0f), *wind = f32_dev(win, (size_t)F * wlen);
+        wmcuda_bf16 *ud = dmalloc((size_t)L * U * 2), *hb = xmalloc(n * 2);
+        wmcuda_bf16 *ub = xmalloc((size_t)L * U * 2);
+        size_t bad = 0;
+        up(xd, x, n * 4);
+        poison(hd, n * 2);
+        WM(wmcuda_residual_add_to_bf16(xd, y.d, hd, n, NULL));
+        down(xo, xd, n * 4);
+        down(hb, hd, n * 2);
+        for (size_t i = 0; i < n; i++)
+            bad += memcmp(&xo[i], &xr[i], 4) != 0 || hb[i] != wm_bf16_from_float(xr[i]);
+        check_zero(s->tag, "residual add + bf16 copy (x, h exact)", bad, 2 * n);
+        up(xd, x, n * 4);
+        poison(ud, (size_t)L * U * 2);
+        WM(wmcuda_residual_mouse_input(xd, y.d, D, wind, wlen, L, S, ud, NULL));
+        down(xo, xd, n * 4);
+        down(ub, ud, (size_t)L * U * 2);
+        bad = 0;
+        for (size_t i = 0; i < n; i++) bad += memcmp(&xo[i], &xr[i], 4) != 0;
+        for (int r = 0; r < L; r++)
+            for (int c = 0; c < U; c++) {
+                const float want = c < D ? xr[(size_t)r * D + c] : win[(r / S) * wlen + c - D];
+                bad += ub[(size_t)r * U + c] != wm_bf16_from_float(want);
+            }
+        check_zero(s->tag, "residual add + mouse input (x, u exact)", bad, n + (size_t)L * U);
+        free(win), free(hb), free(ub);
+        CK(cudaFree(wind));
+        CK(cudaFree(ud));
+    }
+    if (s->timing) {
+        snprintf(name, sizeof name, "residual gate + ln_modulate fused %dx%d", L, D);
+        TIME_OP(name, 0.0, 12.0 * (double)n,
+                wmcuda_residual_ln_modulate(xd, y.d, mod.d + 2 * D, (size_t)6 * D, hd, L, D, S, eps,
+                                            mod.d + 3 * D, mod.d + 4 * D, (size_t)6 * D, NULL));
+        snprintf(name, sizeof name, "residual gate, then ln_modulate %dx%d", L, D);
+        TIME_OP(name, 0.0, 16.0 * (double)n,
+                wmcuda_residual_gate(xd, y.d, L, D, S, mod.d + 2 * D, (size_t)6 * D, NULL) |
+                    wmcuda_ln_modulate(xd, hd, L, D, S, eps, mod.d + 3 * D, mod.d + 4 * D,
+                                       (size_t)6 * D, NULL));
+    }
+    free(x), free(xr), free(xo), free(h), free(ref);
+    CK(cudaFree(xd));
+    CK(cudaFree(hd));
+    bt_free(&y), bt_free(&mod), bt_free(&gamma), bt_free(&beta);
 }
 
 /* QK RMSNorm (all D channels, gain) + 3-D RoPE vs cpu_rmsnorm + rope3d_apply_frame. */
@@ -1056,17 +1485,27 @@ static void test_arguments(wmcuda_gemm *g) {
     bad += wmcuda_softmax_rows(f, 9000, h, 9000, 1, 9000, 1, NULL, 0, 1, 1, NULL) != WMCUDA_EINVAL;
     bad += wmcuda_rms_heads_rope_action(h, 64, h, 64, 4, 2, 24, 1e-6f, NULL, 1, 0, NULL) != WMCUDA_EINVAL;
     bad += wmcuda_residual_add(f, h, 12, NULL) != WMCUDA_EINVAL;
-    check_zero("all", "invalid arguments rejected with WMCUDA_EINVAL", bad, 5);
+    const wmcuda_attn_args fa = {.q = h, .ldq = 96, .lq = 4, .k = h, .v = h, .ldkv = 96,
+                                 .slot_stride = 96, .keys_per_slot = 4, .nslots = 1, .heads = 2,
+                                 .dh = 48, .scale = 0.1f, .o = h, .ldo = 96};
+    bad += wmcuda_attention(&fa, NULL) != WMCUDA_EINVAL; /* head width 48 */
+    check_zero("all", "invalid arguments rejected with WMCUDA_EINVAL", bad, 6);
     CK(cudaFree(f));
     CK(cudaFree(h));
 }
 
 /* ---- main ------------------------------------------------------------------------------------------------ */
 
-static void run_shape(const shape *s, wmcuda_gemm *g) {
+static void run_shape(const shape *s, wmcuda_gemm *g, int attn_only) {
     printf("== %s: L %d (F %d x S %d, grid %dx%d), D %d, FF %d, heads %d x %d, Lk %d, action %d x %d\n",
            s->tag, s->L, s->F, s->S, s->gh, s->gw, s->D, s->FF, s->H, s->dh, s->Lk, s->ha, s->adh);
     const int L = s->L, D = s->D, FF = s->FF, t = s->timing;
+    test_fused_shapes(s);
+    test_action_attention(s, "mouse", 0, 0);
+    test_action_attention(s, "keyboard", 1, 0);
+    test_action_attention(s, "mouse ldq%8=4 (warp path)", 0, 4);
+    if (t) time_action_attention(s);
+    if (attn_only) return;
     test_linear(s, g, "linear D->D bias", L, D, D, 1, WMCUDA_EPI_NONE, 0, 0, t);
     wmcuda_gemm_set_gelu_mode(g, WMCUDA_GELU_FUSED);
     test_linear(s, g, "linear D->FF gelu fused", L, D, FF, 1, WMCUDA_EPI_GELU_TANH, 0, 0, t);
@@ -1092,6 +1531,7 @@ static void run_shape(const shape *s, wmcuda_gemm *g) {
                    NULL, 0);
 
     test_norms(s);
+    test_residual_norms(s);
     test_rmsnorm_rope(s, (int64_t)s->c->rope_pos_limit - s->F, t); /* the table's last rows */
     test_rmsnorm_rope(s, 6, 0);
     test_action_rope(s, 7497, t);
@@ -1132,10 +1572,13 @@ int main(void) {
 
     /* WM_DIT_TEST_SHAPES=tiny: the tiny shapes only (quick runs, emulators) */
     const char *only = getenv("WM_DIT_TEST_SHAPES");
+    /* WM_DIT_TEST_ONLY=attn: the fused attention (checks and timings) and nothing else */
+    const char *what = getenv("WM_DIT_TEST_ONLY");
+    const int attn_only = what && strcmp(what, "attn") == 0;
     const shape st = make_shape("tiny", &tiny, 0), sf = make_shape("full", &full, 1);
-    run_shape(&st, g);
-    if (!only || strcmp(only, "tiny") != 0) run_shape(&sf, g);
-    test_gelu_flavour(g);
+    run_shape(&st, g, attn_only);
+    if (!only || strcmp(only, "tiny") != 0) run_shape(&sf, g, attn_only);
+    if (!attn_only) test_gelu_flavour(g);
     test_arguments(g);
     printf("info %d cuBLASLt problems prepared\n", wmcuda_gemm_prepared_count(g));
 
