@@ -30,43 +30,15 @@
 #include "engine/actions.h"
 #include "engine/engine.h"
 
+#include "tests/gpu/gpu_test.h"
+
 #define BOUND_LAT 1e-2
 #define BOUND_IMG 2e-2
 #define BLOCKS    4
 #define SEED      99u
 
 static int g_failures, g_checks;
-static char err[1024];
 static int g_backend = ENG_BACKEND_CUDA; /* --cpu: both on the CPU, to check the test itself */
-
-#define MUST(call)                                                                                 \
-    do {                                                                                           \
-        int rc_ = (call);                                                                          \
-        if (rc_ != 0) {                                                                            \
-            fprintf(stderr, "%s:%d: %s returned %d: %s\n", __FILE__, __LINE__, #call, rc_, err);   \
-            exit(2);                                                                               \
-        }                                                                                          \
-    } while (0)
-
-static void *xmalloc(size_t n) {
-    void *p = calloc(1, n ? n : 1);
-    if (!p) {
-        fprintf(stderr, "out of host memory (%zu bytes)\n", n);
-        exit(2);
-    }
-    return p;
-}
-
-static double rel_err(const float *out, const float *ref, size_t n) {
-    double num = 0, den = 0;
-    for (size_t i = 0; i < n; i++) {
-        if (!isfinite(out[i])) return INFINITY;
-        const double d = (double)out[i] - (double)ref[i];
-        num += d * d;
-        den += (double)ref[i] * (double)ref[i];
-    }
-    return den > 0 ? sqrt(num / den) : sqrt(num);
-}
 
 static void check(int ok, const char *fmt, double v, double bound) {
     g_checks++;

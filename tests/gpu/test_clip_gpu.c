@@ -32,35 +32,12 @@
 #include "engine/cuda/clip_cuda.h"
 #include "engine/engine.h"
 
+#include "tests/gpu/gpu_test.h"
+
 #define BOUND 2e-2
 #define SEED  11u
 
 static int g_failures, g_checks;
-static char err[512];
-
-#define MUST(call)                                                                                 \
-    do {                                                                                           \
-        int rc_ = (call);                                                                          \
-        if (rc_ != 0) {                                                                            \
-            fprintf(stderr, "%s:%d: %s returned %d: %s\n", __FILE__, __LINE__, #call, rc_, err);   \
-            exit(2);                                                                               \
-        }                                                                                          \
-    } while (0)
-
-static void *xmalloc(size_t n) {
-    void *p = calloc(1, n ? n : 1);
-    if (!p) {
-        fprintf(stderr, "out of host memory (%zu bytes)\n", n);
-        exit(2);
-    }
-    return p;
-}
-
-static double now_ms(void) {
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return (double)ts.tv_sec * 1e3 + (double)ts.tv_nsec * 1e-6;
-}
 
 static uint64_t splitmix(uint64_t *s) {
     uint64_t z = (*s += 0x9E3779B97F4A7C15ull);
@@ -74,17 +51,6 @@ static float *random_image(int h, int w, uint64_t seed) {
     for (size_t i = 0; i < 3 * (size_t)h * (size_t)w; i++)
         img[i] = (float)((double)(splitmix(&seed) >> 11) * 0x1.0p-53 * 2.0 - 1.0);
     return img;
-}
-
-static double rel_err(const float *out, const float *ref, size_t n) {
-    double num = 0, den = 0;
-    for (size_t i = 0; i < n; i++) {
-        if (!isfinite(out[i])) return INFINITY;
-        const double d = (double)out[i] - (double)ref[i];
-        num += d * d;
-        den += (double)ref[i] * (double)ref[i];
-    }
-    return den > 0 ? sqrt(num / den) : sqrt(num);
 }
 
 static void check(const char *what, double e, double bound, int above) {
@@ -171,11 +137,6 @@ static void part_full_reduced(void) {
     compare_image("full-4", w, g, 352, 640, 4, 1);
     wmcuda_clip_destroy(g);
     clip_weights_free(w);
-}
-
-static int cmp_double(const void *a, const void *b) {
-    const double x = *(const double *)a, y = *(const double *)b;
-    return (x > y) - (x < y);
 }
 
 /* GEMM FLOPs of one encode: patch embedding, then per block qkv, scores, P.V, proj, fc1, fc2. */

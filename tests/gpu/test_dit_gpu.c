@@ -43,6 +43,8 @@
 #include "engine/noise.h"
 #include "engine/weights.h"
 
+#include "tests/gpu/gpu_test.h"
+
 #define BOUND_V   1.5e-2
 #define BOUND_LAT 1e-2
 #define QK_GAIN   3.0f
@@ -52,69 +54,12 @@
 
 static int g_failures, g_checks;
 
-#define CK(call)                                                                                   \
-    do {                                                                                           \
-        cudaError_t e_ = (call);                                                                   \
-        if (e_ != cudaSuccess) {                                                                   \
-            fprintf(stderr, "%s:%d: %s failed: %s: %s\n", __FILE__, __LINE__, #call,               \
-                    cudaGetErrorName(e_), cudaGetErrorString(e_));                                 \
-            exit(2);                                                                               \
-        }                                                                                          \
-    } while (0)
-
-/* An engine or wmcuda_dit call that must succeed: a failure is a setup error (exit 2). */
-#define MUST(call)                                                                                 \
-    do {                                                                                           \
-        int rc_ = (call);                                                                          \
-        if (rc_ != 0) {                                                                            \
-            fprintf(stderr, "%s:%d: %s returned %d: %s\n", __FILE__, __LINE__, #call, rc_, err);   \
-            exit(2);                                                                               \
-        }                                                                                          \
-    } while (0)
-
-static char err[512];
-
-static void *xmalloc(size_t n) {
-    void *p = calloc(1, n ? n : 1);
-    if (!p) {
-        fprintf(stderr, "out of host memory (%zu bytes)\n", n);
-        exit(2);
-    }
-    return p;
-}
-
-static double now_ms(void) {
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return (double)ts.tv_sec * 1e3 + (double)ts.tv_nsec * 1e-6;
-}
-
-static double rel_err(const float *out, const float *ref, size_t n) {
-    double num = 0.0, den = 0.0;
-    for (size_t i = 0; i < n; i++) {
-        if (!isfinite(out[i])) return INFINITY;
-        const double d = (double)out[i] - (double)ref[i];
-        num += d * d;
-        den += (double)ref[i] * (double)ref[i];
-    }
-    return den > 0.0 ? sqrt(num / den) : sqrt(num);
-}
 
 static void check(const char *what, double e, double bound) {
     const int pass = e <= bound; /* NaN fails */
     printf("%s %-48s rel err %.3e (bound %.1e)\n", pass ? "ok  " : "FAIL", what, e, bound);
     g_checks++;
     if (!pass) g_failures++;
-}
-
-static int cmp_double(const void *a, const void *b) {
-    const double x = *(const double *)a, y = *(const double *)b;
-    return (x > y) - (x < y);
-}
-
-static double median(double *v, int n) {
-    qsort(v, (size_t)n, sizeof *v, cmp_double);
-    return n % 2 ? v[n / 2] : 0.5 * (v[n / 2 - 1] + v[n / 2]);
 }
 
 /* ---- inputs of a session ------------------------------------------------------------------------- */
