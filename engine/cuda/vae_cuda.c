@@ -540,7 +540,14 @@ static int push(grun *r, gslot *s, const wmcuda_bf16 *x, int T) {
  * 2.94 -> 2.59 ms with 64-channel K steps; 96->96 @352x640 8.09 -> 7.82 ms with 128x96). */
 static int vconv(grun *r, wmcuda_vae_conv_desc *d) {
     if ((r->v->paths & WMCUDA_VAE_PATH_TILES) && !d->tile) {
-        if (d->cout % 192 == 0 && d->cin >= 64)
+        /* the same-size 3x3(x3) convs: the haloed tile (each input pixel read once per time tap
+         * and channel chunk instead of 9 times); 96-channel N tiles, so a fused norm only at 96 */
+        if (!(r->v->paths & WMCUDA_VAE_PATH_NO_HALO) && d->cout % 96 == 0 && d->cin >= 64 &&
+            wmcuda_vae_conv_halo_ok(d) && (!d->ngamma || d->cout <= 96))
+            d->tile = !(r->v->paths & WMCUDA_VAE_PATH_NO_WGMMA) && d->wout % 64 == 0 && !d->ngamma
+                          ? WMCUDA_VAE_TILE_HALO_WG /* HALO where the device is not sm_90 */
+                          : WMCUDA_VAE_TILE_HALO;
+        else if (d->cout % 192 == 0 && d->cin >= 64)
             d->tile = WMCUDA_VAE_TILE_128x192_K64;
         else if (d->cout % 96 == 0 && d->cout % 192 != 0)
             d->tile = WMCUDA_VAE_TILE_128x96;

@@ -74,7 +74,13 @@ enum {
     WMCUDA_VAE_PATH_FUSE_NORM = 2,
     WMCUDA_VAE_PATH_TILES = 4,
     WMCUDA_VAE_PATH_HEAD_TAPS = 8,
-    WMCUDA_VAE_PATHS_DEFAULT = WMCUDA_VAE_PATH_SUBPIXEL | WMCUDA_VAE_PATH_TILES
+    WMCUDA_VAE_PATHS_DEFAULT = WMCUDA_VAE_PATH_SUBPIXEL | WMCUDA_VAE_PATH_TILES,
+    /* benchmarks: TILES without the haloed 3x3 tile (WMCUDA_VAE_TILE_HALO, which TILES picks for
+     * the same-size 3x3(x3) convs of 96k output channels and >= 64 input channels) */
+    WMCUDA_VAE_PATH_NO_HALO = 16,
+    /* benchmarks: the haloed tile on mma.sync only (TILES picks its wgmma form on sm_90 where the
+     * frame width is a multiple of 64 and no norm is fused) */
+    WMCUDA_VAE_PATH_NO_WGMMA = 32
 };
 void wmcuda_vae_set_paths(wmcuda_vae *v, int paths);
 /* Benchmarks: with profiling on, each decode records a cudaEvent after every layer (events are

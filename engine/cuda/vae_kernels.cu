@@ -8,7 +8,10 @@
  * VAE's widths: 128x192 (Cout a multiple of 192), 256x96 (96) and 128x16 (the narrow rest: the
  * head's 3 channels, the encoder's 32, the tiny config); each warp owns 64x48 (16x16 for the
  * narrow one) of the tile. Shared-memory rows are padded to 40 bf16 (80 bytes), which makes the
- * ldmatrix row addresses of 8 consecutive rows hit 8 distinct 16-byte bank groups. */
+ * ldmatrix row addresses of 8 consecutive rows hit 8 distinct 16-byte bank groups.
+ * The same-size 3x3 convs (nearly all of the decoder's FLOPs) have haloed-tile kernels below
+ * (WMCUDA_VAE_TILE_HALO*): each input pixel is staged once per time tap and channel chunk with its
+ * 1-pixel halo and the 9 spatial taps are read from shared memory, on mma.sync or on wgmma. */
 #include <cuda_bf16.h>
 #include <math.h>
 #include <stdint.h>
@@ -48,7 +51,8 @@ template <int BK> struct KCfg {
 struct ConvArgs {
     wmcuda_vae_conv_desc d;
     int M, HWo, K, cchunks, ksteps, hl, wl, wf;
-    size_t fe, HWf; /* elements of one input frame; positions of one output frame */
+    size_t fe, HWf;       /* elements of one input frame; positions of one output frame */
+    int tw, th, ntx, nty; /* halo kernel: output tile TH x TW of one frame, tiles per row/column */
 };
 
 __device__ __forceinline__ void cp_async_ca(void *smem, const void *gmem, int src_bytes) {
@@ -109,6 +113,96 @@ __device__ __forceinline__ float finish(const wmcuda_vae_conv_desc &d, float v, 
     if (d.res) v += __bfloat162float(__ushort_as_bfloat16(d.res[o]));
     if (d.clamp) v = fminf(fmaxf(v, -1.0f), 1.0f);
     return v;
+}
+
+/* The conv epilogue straight from the mma fragments (c0,c1 at row g, columns 2q, 2q+1; c2,c3 at
+ * row g+8): bias, residual, clamp, store, and the optional fused RMS norm + SiLU (its row sums in
+ * smem, which the caller has made free). pos(ml) gives tile row ml's output position (out_pos) or
+ * NO_POS for a row outside the output. */
+#define NO_POS ((size_t)-1)
+template <int WM, int WN, int MI, int NI, class Pos>
+__device__ __forceinline__ void conv_epilogue(const ConvArgs &a, float (&acc)[MI][NI][4], int n0,
+                                              unsigned char *smem_raw, Pos pos) {
+    const wmcuda_vae_conv_desc &d = a.d;
+    const int lane = threadIdx.x & 31, warp = threadIdx.x >> 5;
+    const int wm = warp % WM, wn = warp / WM;
+    const bool pair = d.csplit % 2 == 0;
+    float *red = (float *)smem_raw; /* [BM][WN] partial sums of squares (fused norm) */
+#pragma unroll
+    for (int mi = 0; mi < MI; mi++)
+#pragma unroll
+        for (int h = 0; h < 2; h++) {
+            const int ml = wm * MI * 16 + mi * 16 + (lane >> 2) + h * 8;
+            const size_t pp = pos(ml);
+            float ss = 0.0f;
+#pragma unroll
+            for (int ni = 0; ni < NI; ni++) {
+                const int n = n0 + wn * NI * 8 + ni * 8 + (lane & 3) * 2;
+                if (pp == NO_POS || n >= d.cout) continue;
+                const int ph = n / d.csplit, c = n - ph * d.csplit;
+                const size_t o = (pp + (size_t)ph * a.HWf) * (size_t)d.csplit + (size_t)c;
+                const bool two = n + 1 < d.cout;
+                const size_t o1 = !two ? o : pair ? o + 1 : out_index(a, pp, n + 1);
+                const float v0 = finish(d, acc[mi][ni][2 * h], n, o);
+                const float v1 = two ? finish(d, acc[mi][ni][2 * h + 1], n + 1, o1) : 0.0f;
+                if (d.ngamma) { /* the norm sees the activation as stored in bf16 */
+                    const float r0 = __bfloat162float(__float2bfloat16_rn(v0));
+                    const float r1 = __bfloat162float(__float2bfloat16_rn(v1));
+                    acc[mi][ni][2 * h] = r0, acc[mi][ni][2 * h + 1] = r1;
+                    ss += r0 * r0 + r1 * r1;
+                }
+                if (!d.y) continue;
+                if (pair && two) {
+                    if (d.y_f32)
+                        *(float2 *)((float *)d.y + o) = make_float2(v0, v1);
+                    else
+                        *(__nv_bfloat162 *)((bf16 *)d.y + o) = __floats2bfloat162_rn(v0, v1);
+                } else {
+                    store1(d, o, v0);
+                    if (two) store1(d, o1, v1);
+                }
+            }
+            if (d.ngamma) {
+                ss += __shfl_xor_sync(0xffffffffu, ss, 1);
+                ss += __shfl_xor_sync(0xffffffffu, ss, 2);
+                if ((lane & 3) == 0) red[ml * WN + wn] = ss;
+            }
+        }
+    if (!d.ngamma) return;
+    __syncthreads();
+    const float root_c = sqrtf((float)d.cout);
+#pragma unroll
+    for (int mi = 0; mi < MI; mi++)
+#pragma unroll
+        for (int h = 0; h < 2; h++) {
+            const int ml = wm * MI * 16 + mi * 16 + (lane >> 2) + h * 8;
+            const size_t pp = pos(ml);
+            if (pp == NO_POS) continue;
+            float tot = 0.0f;
+#pragma unroll
+            for (int w = 0; w < WN; w++) tot += red[ml * WN + w];
+            /* max(||x||, eps): an all-zero position stays 0 (pitfall 2) */
+            const float sc = root_c / fmaxf(sqrtf(tot), 1e-12f);
+#pragma unroll
+            for (int ni = 0; ni < NI; ni++) {
+                const int n = n0 + wn * NI * 8 + ni * 8 + (lane & 3) * 2;
+                if (n >= d.cout) continue;
+                const size_t o = pp * (size_t)d.cout + (size_t)n;
+                float f0 = acc[mi][ni][2 * h] * sc * d.ngamma[n];
+                f0 = f0 / (1.0f + __expf(-f0));
+                if (n + 1 < d.cout) {
+                    float f1 = acc[mi][ni][2 * h + 1] * sc * d.ngamma[n + 1];
+                    f1 = f1 / (1.0f + __expf(-f1));
+                    if (d.cout % 2 == 0)
+                        *(__nv_bfloat162 *)((bf16 *)d.ny + o) = __floats2bfloat162_rn(f0, f1);
+                    else
+                        ((bf16 *)d.ny)[o] = __float2bfloat16_rn(f0),
+                               ((bf16 *)d.ny)[o + 1] = __float2bfloat16_rn(f1);
+                } else {
+                    ((bf16 *)d.ny)[o] = __float2bfloat16_rn(f0);
+                }
+            }
+        }
 }
 
 template <int WM, int WN, int MI, int NI, int BK>
@@ -251,85 +345,455 @@ __global__ void __launch_bounds__(WM *WN * 32, WM *WN == 4 ? 2 : 1) conv_kernel(
     }
     cp_async_wait<0>();
     if (d.ngamma) __syncthreads(); /* the norm's row sums reuse the operand tiles */
+    conv_epilogue<WM, WN, MI, NI>(a, acc, n0, smem_raw, [&](int ml) {
+        const int m = m0 + ml;
+        return m < a.M ? out_pos(a, m) : NO_POS;
+    });
+}
 
-    /* epilogue straight from the fragments: c0,c1 at (row g, cols 2q, 2q+1), c2,c3 at row g+8 */
-    const bool pair = d.csplit % 2 == 0;
-    float *red = (float *)smem_raw; /* [BM][WN] partial sums of squares (fused norm) */
+/* ---- the haloed 3x3(x kt) conv -----------------------------------------------------------------
+ * For the same-size 3x3 convs (pad 1, stride 1; kt frames of "hist ++ x"), which are nearly all of
+ * the decoder's FLOPs. A CTA owns a TH x TW tile of output positions of one frame (TH * TW = 256)
+ * and 96 output channels. Per K stage (HK input channels of one time tap dt) it loads the
+ * (TH+2) x (TW+2) input pixels around the tile once, with the zero halo, and the 9 spatial taps'
+ * weights; the 9 taps' A fragments are then ldmatrix reads of the same haloed tile shifted by
+ * (dy, dx), so each input pixel crosses L2 -> smem about (1 + 2/TH)(1 + 2/TW) times per time tap
+ * instead of 9. 8 warps of 64x48 as the 256x96 tile; 3 stages; smem pixel rows of HK + 8 bf16
+ * (48 bytes: 8 consecutive pixels hit 8 distinct 16-byte bank groups). */
+#define HALO_BM     256
+#define HALO_BN     96
+#define HALO_PX     400           /* the largest haloed tile: (4 + 2) x (64 + 2) = 396 */
+#define HALO_EPI_LD (HALO_BN + 8) /* fp32 row of the staged epilogue (conflict-free float2) */
+
+__device__ __forceinline__ const bf16 *halo_frame(const ConvArgs &a, int si) {
+    const wmcuda_vae_conv_desc &d = a.d;
+    if (si >= 0) return (const bf16 *)d.x + (size_t)si * a.fe;
+    return d.hist ? (const bf16 *)d.hist + (size_t)(si + d.hist_n) * a.fe : nullptr;
+}
+
+/* The second half of the staged epilogue: st [HALO_BM][HALO_EPI_LD] fp32 (bias added) -> y. */
+template <class Pos>
+__device__ __forceinline__ void halo_store_staged(const ConvArgs &a, int n0, const float *st,
+                                                  Pos pos) {
+    const wmcuda_vae_conv_desc &d = a.d;
+    constexpr int CH = HALO_BN / 8; /* 16-byte chunks of bf16 per row */
+    for (int i = threadIdx.x; i < HALO_BM * CH; i += blockDim.x) {
+        const int ml = i / CH, nl = (i - ml * CH) * 8, n = n0 + nl;
+        const size_t pp = pos(ml);
+        if (pp == NO_POS || n >= d.cout) continue;
+        const size_t o = pp * (size_t)d.cout + (size_t)n;
+        float v[8];
+        *(float4 *)v = *(const float4 *)(st + ml * HALO_EPI_LD + nl);
+        *(float4 *)(v + 4) = *(const float4 *)(st + ml * HALO_EPI_LD + nl + 4);
+        if (d.res) {
+            const uint4 r = *(const uint4 *)((const bf16 *)d.res + o);
+            const bf16 *re = (const bf16 *)&r;
+#pragma unroll
+            for (int k = 0; k < 8; k++) v[k] += __bfloat162float(re[k]);
+        }
+        if (d.clamp)
+#pragma unroll
+            for (int k = 0; k < 8; k++) v[k] = fminf(fmaxf(v[k], -1.0f), 1.0f);
+        if (d.y_f32) {
+            *(float4 *)((float *)d.y + o) = *(const float4 *)v;
+            *(float4 *)((float *)d.y + o + 4) = *(const float4 *)(v + 4);
+        } else {
+            uint4 out;
+            __nv_bfloat162 *oe = (__nv_bfloat162 *)&out;
+#pragma unroll
+            for (int k = 0; k < 4; k++) oe[k] = __floats2bfloat162_rn(v[2 * k], v[2 * k + 1]);
+            *(uint4 *)((bf16 *)d.y + o) = out;
+        }
+    }
+}
+
+/* The staged epilogue: the fragments (+ bias) as fp32 into smem, then 16-byte coalesced
+ * residual loads and stores of 8 channels per thread. Plain bf16 or fp32 output, cout % 8 == 0,
+ * no fused norm (conv_epilogue does that). The caller has made the smem free. */
+template <int WM, int WN, int MI, int NI, class Pos>
+__device__ __forceinline__ void halo_epilogue_staged(const ConvArgs &a, float (&acc)[MI][NI][4],
+                                                     int n0, unsigned char *smem_raw, Pos pos) {
+    const wmcuda_vae_conv_desc &d = a.d;
+    const int tid = threadIdx.x, lane = tid & 31, warp = tid >> 5;
+    const int wm = warp % WM, wn = warp / WM;
+    float *st = (float *)smem_raw; /* [HALO_BM][HALO_EPI_LD] */
 #pragma unroll
     for (int mi = 0; mi < MI; mi++)
 #pragma unroll
         for (int h = 0; h < 2; h++) {
-            const int ml = wm * MI * 16 + mi * 16 + (lane >> 2) + h * 8, m = m0 + ml;
-            const size_t pp = out_pos(a, m);
-            float ss = 0.0f;
+            const int ml = wm * MI * 16 + mi * 16 + (lane >> 2) + h * 8;
 #pragma unroll
             for (int ni = 0; ni < NI; ni++) {
-                const int n = n0 + wn * NI * 8 + ni * 8 + (lane & 3) * 2;
-                if (m >= a.M || n >= d.cout) continue;
-                const int ph = n / d.csplit, c = n - ph * d.csplit;
-                const size_t o = (pp + (size_t)ph * a.HWf) * (size_t)d.csplit + (size_t)c;
-                const bool two = n + 1 < d.cout;
-                const size_t o1 = !two ? o : pair ? o + 1 : out_index(a, pp, n + 1);
-                const float v0 = finish(d, acc[mi][ni][2 * h], n, o);
-                const float v1 = two ? finish(d, acc[mi][ni][2 * h + 1], n + 1, o1) : 0.0f;
-                if (d.ngamma) { /* the norm sees the activation as stored in bf16 */
-                    const float r0 = __bfloat162float(__float2bfloat16_rn(v0));
-                    const float r1 = __bfloat162float(__float2bfloat16_rn(v1));
-                    acc[mi][ni][2 * h] = r0, acc[mi][ni][2 * h + 1] = r1;
-                    ss += r0 * r0 + r1 * r1;
-                }
-                if (!d.y) continue;
-                if (pair && two) {
-                    if (d.y_f32)
-                        *(float2 *)((float *)d.y + o) = make_float2(v0, v1);
-                    else
-                        *(__nv_bfloat162 *)((bf16 *)d.y + o) = __floats2bfloat162_rn(v0, v1);
-                } else {
-                    store1(d, o, v0);
-                    if (two) store1(d, o1, v1);
-                }
-            }
-            if (d.ngamma) {
-                ss += __shfl_xor_sync(0xffffffffu, ss, 1);
-                ss += __shfl_xor_sync(0xffffffffu, ss, 2);
-                if ((lane & 3) == 0) red[ml * WN + wn] = ss;
+                const int nl = wn * NI * 8 + ni * 8 + (lane & 3) * 2, n = n0 + nl;
+                float v0 = acc[mi][ni][2 * h], v1 = acc[mi][ni][2 * h + 1];
+                if (d.bias && n < d.cout) v0 += d.bias[n], v1 += d.bias[n + 1];
+                *(float2 *)(st + ml * HALO_EPI_LD + nl) = make_float2(v0, v1);
             }
         }
-    if (!d.ngamma) return;
     __syncthreads();
-    const float root_c = sqrtf((float)d.cout);
+    halo_store_staged(a, n0, st, pos);
+}
+
+/* HK input channels per K stage (16 or 32), HST pipeline stages; STG: the staged epilogue where it
+ * applies (else the fragment one). */
+template <int HK, int HST, bool STG>
+__global__ void __launch_bounds__(256, 1) conv_halo_kernel(const ConvArgs a) {
+    constexpr int WM = 4, WN = 2, MI = 4, NI = 6, NT = 256, KCH = HK / 8, HLDS = HK + 8;
+    constexpr int HSTAGES = HST;
+    constexpr int A_IT = (HALO_PX * KCH + NT - 1) / NT, B_IT = (9 * HALO_BN * KCH + NT - 1) / NT;
+    constexpr int A_ELEMS = HALO_PX * HLDS, B_ELEMS = 9 * HALO_BN * HLDS;
+    extern __shared__ __align__(16) unsigned char smem_raw[];
+    bf16 *As = (bf16 *)smem_raw;
+    bf16 *Bs = As + HSTAGES * A_ELEMS;
+    const wmcuda_vae_conv_desc &d = a.d;
+    const int tid = threadIdx.x, lane = tid & 31, warp = tid >> 5;
+    const int wm = warp % WM, wn = warp / WM;
+    const int ntn = (d.cout + HALO_BN - 1) / HALO_BN;
+    const int nn = (int)(blockIdx.x % ntn), mt = (int)(blockIdx.x / ntn);
+    const int n0 = nn * HALO_BN;
+    const int tx0 = mt % a.ntx, ty0 = mt / a.ntx % a.nty, t = mt / (a.ntx * a.nty);
+    const int x0 = tx0 * a.tw, y0 = ty0 * a.th;
+    const int hw = a.tw + 2, npx = (a.th + 2) * hw;
+    const int kc = (tid % KCH) * 8; /* NT % KCH == 0: every chunk this thread copies has kc */
+
+    /* the haloed pixels this thread copies: element offset in a frame (-1: zero) and smem row */
+    int goff[A_IT], srow[A_IT];
 #pragma unroll
-    for (int mi = 0; mi < MI; mi++)
+    for (int i = 0; i < A_IT; i++) {
+        const int p = (tid + i * NT) / KCH;
+        const int hy = p / hw, hx = p - hy * hw, gy = y0 - 1 + hy, gx = x0 - 1 + hx;
+        const bool v = p < npx && gy >= 0 && gy < d.hin && gx >= 0 && gx < d.win;
+        goff[i] = v ? (gy * d.win + gx) * d.cin + kc : -1;
+        srow[i] = p < npx ? p : -1;
+    }
+    const int ksteps = a.cchunks * d.kt;
+    auto load = [&](int ks, int stage) {
+        const int dt = ks % d.kt, cb = ks / d.kt * HK;
+        const bool cok = cb + kc < d.cin;
+        const bf16 *fp = halo_frame(a, t + dt - d.hist_n);
+        bf16 *as = As + stage * A_ELEMS;
 #pragma unroll
-        for (int h = 0; h < 2; h++) {
-            const int ml = wm * MI * 16 + mi * 16 + (lane >> 2) + h * 8, m = m0 + ml;
-            if (m >= a.M) continue;
-            float tot = 0.0f;
+        for (int i = 0; i < A_IT; i++) {
+            if (srow[i] < 0) continue;
+            const bool v = fp && cok && goff[i] >= 0;
+            cp_async_ca(as + srow[i] * HLDS + kc, v ? fp + goff[i] + cb : (const bf16 *)d.x,
+                        v ? 16 : 0);
+        }
+        bf16 *bs = Bs + stage * B_ELEMS;
 #pragma unroll
-            for (int w = 0; w < WN; w++) tot += red[ml * WN + w];
-            /* max(||x||, eps): an all-zero position stays 0 (pitfall 2) */
-            const float sc = root_c / fmaxf(sqrtf(tot), 1e-12f);
-            const size_t pp = out_pos(a, m);
+        for (int j = 0; j < B_IT; j++) {
+            const int r = (tid + j * NT) / KCH; /* tap * BN + n */
+            if (r >= 9 * HALO_BN) continue;
+            const int tap = r / HALO_BN, n = r - tap * HALO_BN, ng = n0 + n;
+            const bool v = ng < d.cout && cok;
+            const bf16 *src = v ? (const bf16 *)d.w + (size_t)ng * (size_t)a.K +
+                                      (size_t)((dt * 9 + tap) * d.cin + cb + kc)
+                                : (const bf16 *)d.w;
+            cp_async_cg(bs + r * HLDS + kc, src, v ? 16 : 0);
+        }
+    };
+
+    /* each fragment's 16 rows are 16 consecutive columns of one tile row (TW % 16 == 0) */
+    int abase[MI];
 #pragma unroll
-            for (int ni = 0; ni < NI; ni++) {
-                const int n = n0 + wn * NI * 8 + ni * 8 + (lane & 3) * 2;
-                if (n >= d.cout) continue;
-                const size_t o = pp * (size_t)d.cout + (size_t)n;
-                float f0 = acc[mi][ni][2 * h] * sc * d.ngamma[n];
-                f0 = f0 / (1.0f + __expf(-f0));
-                if (n + 1 < d.cout) {
-                    float f1 = acc[mi][ni][2 * h + 1] * sc * d.ngamma[n + 1];
-                    f1 = f1 / (1.0f + __expf(-f1));
-                    if (d.cout % 2 == 0)
-                        *(__nv_bfloat162 *)((bf16 *)d.ny + o) = __floats2bfloat162_rn(f0, f1);
-                    else
-                        ((bf16 *)d.ny)[o] = __float2bfloat16_rn(f0),
-                               ((bf16 *)d.ny)[o + 1] = __float2bfloat16_rn(f1);
-                } else {
-                    ((bf16 *)d.ny)[o] = __float2bfloat16_rn(f0);
-                }
+    for (int mi = 0; mi < MI; mi++) {
+        const int ml = wm * MI * 16 + mi * 16 + (lane & 15);
+        const int ty = ml / a.tw, tx = ml - ty * a.tw;
+        abase[mi] = (ty * hw + tx) * HLDS + (lane >> 4) * 8;
+    }
+    const int bbase =
+        (wn * NI * 8 + (lane & 7) + ((lane >> 4) << 3)) * HLDS + ((lane >> 3) & 1) * 8;
+
+    float acc[MI][NI][4];
+#pragma unroll
+    for (int i = 0; i < MI; i++)
+#pragma unroll
+        for (int j = 0; j < NI; j++)
+#pragma unroll
+            for (int e = 0; e < 4; e++) acc[i][j][e] = 0.0f;
+
+#pragma unroll
+    for (int s = 0; s < HSTAGES - 1; s++) {
+        if (s < ksteps) load(s, s);
+        cp_async_commit();
+    }
+    for (int ks = 0; ks < ksteps; ks++) {
+        cp_async_wait<HSTAGES - 2>();
+        __syncthreads();
+        const int nxt = ks + HSTAGES - 1;
+        if (nxt < ksteps) load(nxt, nxt % HSTAGES);
+        cp_async_commit();
+        const bf16 *as = As + (ks % HSTAGES) * A_ELEMS;
+        const bf16 *bs = Bs + (ks % HSTAGES) * B_ELEMS;
+#pragma unroll
+        for (int tk = 0; tk < 9 * (HK / 16); tk++) {
+            const int tap = tk / (HK / 16), kk = tk % (HK / 16) * 16;
+            const int sh = ((tap / 3) * hw + tap % 3) * HLDS + kk;
+            uint32_t af[MI][4], bfr[NI][2];
+#pragma unroll
+            for (int mi = 0; mi < MI; mi++) ldsm_x4(af[mi], as + abase[mi] + sh);
+#pragma unroll
+            for (int nj = 0; nj < NI / 2; nj++) {
+                uint32_t r[4];
+                ldsm_x4(r, bs + tap * HALO_BN * HLDS + bbase + nj * 16 * HLDS + kk);
+                bfr[2 * nj][0] = r[0], bfr[2 * nj][1] = r[1];
+                bfr[2 * nj + 1][0] = r[2], bfr[2 * nj + 1][1] = r[3];
+            }
+#pragma unroll
+            for (int mi = 0; mi < MI; mi++)
+#pragma unroll
+                for (int ni = 0; ni < NI; ni++)
+                    mma_bf16(acc[mi][ni], af[mi], bfr[ni][0], bfr[ni][1]);
+        }
+    }
+    cp_async_wait<0>();
+    auto pos = [&](int ml) {
+        const int ty = ml / a.tw, tx = ml - ty * a.tw, yo = y0 + ty, xo = x0 + tx;
+        return yo < d.hout && xo < d.wout ? out_pos(a, (t * d.hout + yo) * d.wout + xo) : NO_POS;
+    };
+    const bool staged = STG && !d.ngamma && d.cout % 8 == 0;
+    if (d.ngamma || staged) __syncthreads(); /* the epilogue reuses the operand tiles */
+    if (staged)
+        halo_epilogue_staged<WM, WN, MI, NI>(a, acc, n0, smem_raw, pos);
+    else
+        conv_epilogue<WM, WN, MI, NI>(a, acc, n0, smem_raw, pos);
+}
+
+template <int HK, int HST, bool STG> int launch_conv_halo(ConvArgs a, cudaStream_t st) {
+    size_t smem = (size_t)HST * (HALO_PX + 9 * HALO_BN) * (HK + 8) * sizeof(bf16);
+    const size_t epi = (size_t)HALO_BM * HALO_EPI_LD * sizeof(float);
+    if (STG && smem < epi) smem = epi;
+    a.cchunks = (a.d.cin + HK - 1) / HK;
+    /* the tile width of 64, 32 or 16 columns that pads the frame least (ties: the wider) */
+    long best = -1;
+    for (int tw = 64; tw >= 16; tw /= 2) {
+        const int th = HALO_BM / tw;
+        const long area = (long)((a.d.wout + tw - 1) / tw * tw) * ((a.d.hout + th - 1) / th * th);
+        if (best < 0 || area < best) best = area, a.tw = tw, a.th = th;
+    }
+    a.ntx = (a.d.wout + a.tw - 1) / a.tw, a.nty = (a.d.hout + a.th - 1) / a.th;
+    static int attr_device = -1;
+    int dev = 0;
+    WM_CUDA_CHECK(cudaGetDevice(&dev));
+    if (dev != attr_device) {
+        WM_CUDA_CHECK(cudaFuncSetAttribute(conv_halo_kernel<HK, HST, STG>,
+                                           cudaFuncAttributeMaxDynamicSharedMemorySize, (int)smem));
+        attr_device = dev;
+    }
+    const size_t blocks = (size_t)a.d.t_out * a.nty * a.ntx * ((a.d.cout + HALO_BN - 1) / HALO_BN);
+    conv_halo_kernel<HK, HST, STG><<<(unsigned)blocks, 256, smem, st>>>(a);
+    WM_CUDA_CHECK_LAUNCH(conv_halo_kernel);
+    return 0;
+}
+
+/* ---- the haloed 3x3 conv on wgmma (sm_90a) ----------------------------------------------------
+ * The haloed tile of conv_halo_kernel (4 x 64 positions x 96 channels, 16-channel K stages) with
+ * the products on wgmma: two warpgroups, each two m64n96k16 per tap (its two tile rows). Both
+ * operands are read from smem through descriptors in the non-swizzled K-major layout: 16-byte
+ * core-matrix rows, [k chunk][pixel] for the haloed input (so a tap's A is the same layout started
+ * dy rows and dx pixels later), [k chunk][tap][n] for the weights. 4 buffers, loads 2 stages
+ * ahead, one wgmma group in flight. Needs wout % 64 == 0 (a 64-row A block is one tile row), no
+ * fused norm, cout % 8 == 0 (staged epilogue). */
+#define WG_ST 4
+#define WG_PD 2 /* load distance */
+#define HK_WG 16
+
+#if defined(__CUDA_ARCH_FEAT_SM90_ALL)
+__device__ __forceinline__ uint64_t wg_desc(const void *smem, int lbo, int sbo) {
+    const unsigned s = (unsigned)__cvta_generic_to_shared(smem);
+    return (uint64_t)((s & 0x3FFFFu) >> 4) | ((uint64_t)(lbo >> 4) << 16) |
+           ((uint64_t)(sbo >> 4) << 32);
+}
+
+__device__ __forceinline__ void wg_fence() {
+    asm volatile("wgmma.fence.sync.aligned;\n" ::: "memory");
+}
+__device__ __forceinline__ void wg_commit() {
+    asm volatile("wgmma.commit_group.sync.aligned;\n" ::: "memory");
+}
+template <int N> __device__ __forceinline__ void wg_wait() {
+    asm volatile("wgmma.wait_group.sync.aligned %0;\n" ::"n"(N) : "memory");
+}
+/* keeps the compiler from moving accumulator reads or writes across a wgmma issue or wait */
+__device__ __forceinline__ void wg_fence_acc(float (&acc)[2][48]) {
+#pragma unroll
+    for (int j = 0; j < 2; j++)
+#pragma unroll
+        for (int e = 0; e < 48; e++) asm volatile("" : "+f"(acc[j][e])::"memory");
+}
+__device__ __forceinline__ void fence_async_smem() {
+    asm volatile("fence.proxy.async.shared::cta;\n" ::: "memory");
+}
+/* d (64 x 96 fp32 of a warpgroup) += A (64 x 16, desc) * B (16 x 96, desc) */
+__device__ __forceinline__ void wg_m64n96k16(float (&d)[48], uint64_t da, uint64_t db) {
+    asm volatile("{\n.reg .pred p;\nsetp.ne.b32 p, %50, 0;\n"
+                 "wgmma.mma_async.sync.aligned.m64n96k16.f32.bf16.bf16 {%0, %1, %2, %3, %4, %5, "
+                 "%6, %7, %8, %9, %10, %11, %12, %13, %14, %15, %16, %17, %18, %19, %20, %21, %22, "
+                 "%23, %24, %25, %26, %27, %28, %29, %30, %31, %32, %33, %34, %35, %36, %37, %38, "
+                 "%39, %40, %41, %42, %43, %44, %45, %46, %47}, %48, %49, p, 1, 1, 0, 0;\n}\n"
+                 : "+f"(d[0]), "+f"(d[1]), "+f"(d[2]), "+f"(d[3]), "+f"(d[4]), "+f"(d[5]),
+                   "+f"(d[6]), "+f"(d[7]), "+f"(d[8]), "+f"(d[9]), "+f"(d[10]), "+f"(d[11]),
+                   "+f"(d[12]), "+f"(d[13]), "+f"(d[14]), "+f"(d[15]), "+f"(d[16]), "+f"(d[17]),
+                   "+f"(d[18]), "+f"(d[19]), "+f"(d[20]), "+f"(d[21]), "+f"(d[22]), "+f"(d[23]),
+                   "+f"(d[24]), "+f"(d[25]), "+f"(d[26]), "+f"(d[27]), "+f"(d[28]), "+f"(d[29]),
+                   "+f"(d[30]), "+f"(d[31]), "+f"(d[32]), "+f"(d[33]), "+f"(d[34]), "+f"(d[35]),
+                   "+f"(d[36]), "+f"(d[37]), "+f"(d[38]), "+f"(d[39]), "+f"(d[40]), "+f"(d[41]),
+                   "+f"(d[42]), "+f"(d[43]), "+f"(d[44]), "+f"(d[45]), "+f"(d[46]), "+f"(d[47])
+                 : "l"(da), "l"(db), "r"(1)
+                 : "memory");
+}
+#endif
+
+__global__ void __launch_bounds__(256, 1) conv_halo_wg_kernel(const ConvArgs a) {
+#if defined(__CUDA_ARCH_FEAT_SM90_ALL)
+    constexpr int NT = 256, KCH = HK_WG / 8, TW = 64, HW = TW + 2;
+    constexpr int A_IT = (HALO_PX * KCH + NT - 1) / NT, B_IT = (9 * HALO_BN * KCH + NT - 1) / NT;
+    constexpr int A_ELEMS = HALO_PX * HK_WG, B_ELEMS = 9 * HALO_BN * HK_WG;
+    extern __shared__ __align__(16) unsigned char smem_raw[];
+    bf16 *As = (bf16 *)smem_raw;
+    bf16 *Bs = As + WG_ST * A_ELEMS;
+    const wmcuda_vae_conv_desc &d = a.d;
+    const int tid = threadIdx.x, g = tid >> 7;
+    const int ntn = (d.cout + HALO_BN - 1) / HALO_BN;
+    const int nn = (int)(blockIdx.x % ntn), mt = (int)(blockIdx.x / ntn);
+    const int n0 = nn * HALO_BN;
+    const int tx0 = mt % a.ntx, ty0 = mt / a.ntx % a.nty, t = mt / (a.ntx * a.nty);
+    const int x0 = tx0 * TW, y0 = ty0 * 4;
+    constexpr int npx = 6 * HW;
+    const int kci = tid % KCH, kc = kci * 8;
+
+    int goff[A_IT], srow[A_IT];
+#pragma unroll
+    for (int i = 0; i < A_IT; i++) {
+        const int p = (tid + i * NT) / KCH;
+        const int hy = p / HW, hx = p - hy * HW, gy = y0 - 1 + hy, gx = x0 - 1 + hx;
+        const bool v = p < npx && gy >= 0 && gy < d.hin && gx >= 0 && gx < d.win;
+        goff[i] = v ? (gy * d.win + gx) * d.cin + kc : -1;
+        srow[i] = p < npx ? (kci * HALO_PX + p) * 8 : -1;
+    }
+    const int ksteps = a.cchunks * d.kt;
+    auto load = [&](int ks, int stage) {
+        const int dt = ks % d.kt, cb = ks / d.kt * HK_WG;
+        const bool cok = cb + kc < d.cin;
+        const bf16 *fp = halo_frame(a, t + dt - d.hist_n);
+        bf16 *as = As + stage * A_ELEMS;
+#pragma unroll
+        for (int i = 0; i < A_IT; i++) {
+            if (srow[i] < 0) continue;
+            const bool v = fp && cok && goff[i] >= 0;
+            cp_async_ca(as + srow[i], v ? fp + goff[i] + cb : (const bf16 *)d.x, v ? 16 : 0);
+        }
+        bf16 *bs = Bs + stage * B_ELEMS;
+#pragma unroll
+        for (int j = 0; j < B_IT; j++) {
+            const int r = (tid + j * NT) / KCH; /* tap * BN + n */
+            if (r >= 9 * HALO_BN) continue;
+            const int tap = r / HALO_BN, n = r - tap * HALO_BN, ng = n0 + n;
+            const bool v = ng < d.cout && cok;
+            const bf16 *src = v ? (const bf16 *)d.w + (size_t)ng * (size_t)a.K +
+                                      (size_t)((dt * 9 + tap) * d.cin + cb + kc)
+                                : (const bf16 *)d.w;
+            cp_async_cg(bs + (kci * 9 * HALO_BN + r) * 8, src, v ? 16 : 0);
+        }
+    };
+
+    float acc[2][48];
+#pragma unroll
+    for (int j = 0; j < 2; j++)
+#pragma unroll
+        for (int e = 0; e < 48; e++) acc[j][e] = 0.0f;
+#pragma unroll
+    for (int s = 0; s < WG_PD; s++) {
+        if (s < ksteps) load(s, s);
+        cp_async_commit();
+    }
+    for (int ks = 0; ks < ksteps; ks++) {
+        cp_async_wait<WG_PD - 1>(); /* stage ks landed (this thread's copies) */
+        fence_async_smem();         /* ... and is visible to the tensor cores' async proxy */
+        __syncthreads(); /* everyone's copies; every warpgroup's wgmma of stage ks-2 done */
+        if (ks + WG_PD < ksteps) load(ks + WG_PD, (ks + WG_PD) % WG_ST);
+        cp_async_commit();
+        const bf16 *as = As + (ks % WG_ST) * A_ELEMS;
+        const bf16 *bs = Bs + (ks % WG_ST) * B_ELEMS;
+        wg_fence_acc(acc);
+        wg_fence();
+#pragma unroll
+        for (int tap = 0; tap < 9; tap++) {
+            const int dy = tap / 3, dx = tap % 3;
+            const uint64_t db = wg_desc(bs + tap * HALO_BN * 8, 9 * HALO_BN * 16, 128);
+#pragma unroll
+            for (int j = 0; j < 2; j++) {
+                const uint64_t da =
+                    wg_desc(as + ((2 * g + j + dy) * HW + dx) * 8, HALO_PX * 16, 128);
+                wg_m64n96k16(acc[j], da, db);
             }
         }
+        wg_commit();
+        wg_wait<1>();
+        wg_fence_acc(acc);
+    }
+    wg_wait<0>();
+    wg_fence_acc(acc);
+    cp_async_wait<0>();
+    __syncthreads(); /* the staging reuses the operand buffers */
+    /* accumulator layout: warp w of the warpgroup holds rows 16w..16w+15 of each m64 block, as
+     * the m16n8 fragments: d[4i + e] at row lane/4 (+8 for e >= 2), column 8i + 2(lane%4) + e%2 */
+    float *st = (float *)smem_raw;
+    const int lane = tid & 31, w4 = (tid >> 5) & 3;
+#pragma unroll
+    for (int j = 0; j < 2; j++)
+#pragma unroll
+        for (int i = 0; i < HALO_BN / 8; i++)
+#pragma unroll
+            for (int h = 0; h < 2; h++) {
+                const int ml = g * 128 + j * 64 + w4 * 16 + (lane >> 2) + h * 8;
+                const int nl = i * 8 + (lane & 3) * 2, n = n0 + nl;
+                float v0 = acc[j][4 * i + 2 * h], v1 = acc[j][4 * i + 2 * h + 1];
+                if (d.bias && n < d.cout) v0 += d.bias[n], v1 += d.bias[n + 1];
+                *(float2 *)(st + ml * HALO_EPI_LD + nl) = make_float2(v0, v1);
+            }
+    __syncthreads();
+    halo_store_staged(a, n0, st, [&](int ml) {
+        const int yo = y0 + (ml >> 6), xo = x0 + (ml & 63);
+        return yo < d.hout && xo < d.wout ? out_pos(a, (t * d.hout + yo) * d.wout + xo) : NO_POS;
+    });
+#else
+    __trap(); /* launched only on sm_90 devices, which run the sm_90a code */
+#endif
+}
+
+int launch_conv_halo_wg(ConvArgs a, cudaStream_t st) {
+    size_t smem = (size_t)WG_ST * (HALO_PX + 9 * HALO_BN) * HK_WG * sizeof(bf16);
+    const size_t epi = (size_t)HALO_BM * HALO_EPI_LD * sizeof(float);
+    if (smem < epi) smem = epi;
+    a.cchunks = (a.d.cin + HK_WG - 1) / HK_WG;
+    a.tw = 64, a.th = 4;
+    a.ntx = (a.d.wout + 63) / 64, a.nty = (a.d.hout + 3) / 4;
+    static int attr_device = -1;
+    int dev = 0;
+    WM_CUDA_CHECK(cudaGetDevice(&dev));
+    if (dev != attr_device) {
+        WM_CUDA_CHECK(cudaFuncSetAttribute(conv_halo_wg_kernel,
+                                           cudaFuncAttributeMaxDynamicSharedMemorySize, (int)smem));
+        attr_device = dev;
+    }
+    const size_t blocks = (size_t)a.d.t_out * a.nty * a.ntx * ((a.d.cout + HALO_BN - 1) / HALO_BN);
+    conv_halo_wg_kernel<<<(unsigned)blocks, 256, smem, st>>>(a);
+    WM_CUDA_CHECK_LAUNCH(conv_halo_wg_kernel);
+    return 0;
+}
+
+/* Whether this device runs the sm_90a code (compute capability 9.0), cached per device. */
+bool device_is_sm90() {
+    static int cached_dev = -1, is90 = 0;
+    int dev = 0, major = 0, minor = 0;
+    if (cudaGetDevice(&dev) != cudaSuccess) return false;
+    if (dev != cached_dev) {
+        cudaDeviceGetAttribute(&major, cudaDevAttrComputeCapabilityMajor, dev);
+        cudaDeviceGetAttribute(&minor, cudaDevAttrComputeCapabilityMinor, dev);
+        is90 = major == 9 && minor == 0, cached_dev = dev;
+    }
+    return is90 != 0;
 }
 
 template <int WM, int WN, int MI, int NI, int BK> int launch_conv(ConvArgs a, cudaStream_t st) {
@@ -378,6 +842,10 @@ static int tile_bn(int tile) {
     case WMCUDA_VAE_TILE_256x96_K64:
     case WMCUDA_VAE_TILE_256x96:
     case WMCUDA_VAE_TILE_128x96:
+    case WMCUDA_VAE_TILE_HALO:
+    case WMCUDA_VAE_TILE_HALO_K32:
+    case WMCUDA_VAE_TILE_HALO_FRAG:
+    case WMCUDA_VAE_TILE_HALO_WG:
         return 96;
     case WMCUDA_VAE_TILE_128x16:
         return 16;
@@ -386,6 +854,16 @@ static int tile_bn(int tile) {
     default:
         return 0;
     }
+}
+
+extern "C" int wmcuda_vae_conv_halo_ok(const wmcuda_vae_conv_desc *d) {
+    const int csplit = d->csplit ? d->csplit : d->cout;
+    return d->kh == 3 && d->kw == 3 && d->tstride == 1 && d->sstride == 1 && !d->up2 &&
+           d->spad == 1 && (d->spadx == 1 || d->spadx < 0) && d->hout == d->hin &&
+           d->wout == d->win && d->ostride == 1 && d->oy0 == 0 && d->ox0 == 0 && d->f0 == 0 &&
+           d->tmul == 1 && csplit == d->cout && (!d->hfull || d->hfull == d->hout) &&
+           (!d->wfull || d->wfull == d->wout) &&
+           (size_t)d->hin * (size_t)d->win * (size_t)d->cin < (size_t)INT32_MAX;
 }
 
 extern "C" int wmcuda_vae_conv_fuses_norm(int cout) {
@@ -408,7 +886,14 @@ extern "C" int wmcuda_vae_conv(const wmcuda_vae_conv_desc *dp, void *stream) {
         (d.res && !al16(d.res)) || (d.ny && !al16(d.ny)))
         return bad_args(fn, "x, hist, w, res, y and ny must be 16-byte aligned");
     if (d.res && csplit != d.cout) return bad_args(fn, "res needs the plain channel layout");
-    const int tile = d.tile ? d.tile : auto_tile(d.cout);
+    int tile = d.tile ? d.tile : auto_tile(d.cout);
+    const bool halo = tile == WMCUDA_VAE_TILE_HALO || tile == WMCUDA_VAE_TILE_HALO_K32 ||
+                      tile == WMCUDA_VAE_TILE_HALO_FRAG;
+    if (tile == WMCUDA_VAE_TILE_HALO_WG &&
+        (d.wout % 64 || d.ngamma || d.cout % 8 || !device_is_sm90()))
+        tile = WMCUDA_VAE_TILE_HALO;
+    if ((halo || tile == WMCUDA_VAE_TILE_HALO) && !wmcuda_vae_conv_halo_ok(&d))
+        tile = auto_tile(d.cout);
     if (!tile_bn(tile)) return bad_args(fn, "unknown tile");
     if ((d.ngamma != NULL) != (d.ny != NULL) ||
         (d.ngamma && (csplit != d.cout || d.cout > tile_bn(tile))))
@@ -443,6 +928,14 @@ extern "C" int wmcuda_vae_conv(const wmcuda_vae_conv_desc *dp, void *stream) {
         return launch_conv<4, 2, 4, 6, 64>(a, st);
     case WMCUDA_VAE_TILE_128x128:
         return launch_conv<2, 4, 4, 4, 32>(a, st);
+    case WMCUDA_VAE_TILE_HALO:
+        return launch_conv_halo<16, 3, true>(a, st);
+    case WMCUDA_VAE_TILE_HALO_K32:
+        return launch_conv_halo<32, 2, true>(a, st);
+    case WMCUDA_VAE_TILE_HALO_FRAG:
+        return launch_conv_halo<16, 3, false>(a, st);
+    case WMCUDA_VAE_TILE_HALO_WG:
+        return launch_conv_halo_wg(a, st);
     default:
         return launch_conv<8, 1, 1, 2, 32>(a, st);
     }

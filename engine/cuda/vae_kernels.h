@@ -78,12 +78,26 @@ enum {
     WMCUDA_VAE_TILE_128x96 = 4,      /* 4 warps of 64x48, 2 blocks per SM */
     WMCUDA_VAE_TILE_128x192_K64 = 5, /* as 1 and 2 with 64-channel K steps, 3 stages */
     WMCUDA_VAE_TILE_256x96_K64 = 6,
-    WMCUDA_VAE_TILE_128x128 = 7 /* 8 warps of 64x32: cout a multiple of 128 */
+    WMCUDA_VAE_TILE_128x128 = 7, /* 8 warps of 64x32: cout a multiple of 128 */
+    /* same-size 3x3 convs (kh = kw = 3, pad 1, stride 1, kt time taps, plain output layout):
+     * CTAs of 256 positions (a 4x64, 8x32 or 16x16 tile of one frame) x 96 channels that load
+     * each input pixel with its 1-pixel halo once per time tap and channel chunk and form the 9
+     * spatial taps from shared memory. Other shapes fall back to the tile chosen from cout.
+     * 16-channel K stages, 3 stages, epilogue staged through smem for 16-byte stores (the
+     * fragment epilogue with a fused norm or cout % 8 != 0). */
+    WMCUDA_VAE_TILE_HALO = 8,
+    WMCUDA_VAE_TILE_HALO_K32 = 9,   /* the same with 32-channel K stages, 2 stages */
+    WMCUDA_VAE_TILE_HALO_FRAG = 10, /* HALO with the fragment epilogue (benchmarks) */
+    /* HALO on wgmma (sm_90 devices; the sm_90a build): wout % 64 == 0, no fused norm, cout % 8
+     * == 0; otherwise HALO */
+    WMCUDA_VAE_TILE_HALO_WG = 11
 };
 
 /* Fills the fields a plain conv needs: 1x1x1, stride 1, no history, plain output layout. */
 void wmcuda_vae_conv_desc_init(wmcuda_vae_conv_desc *d);
 int wmcuda_vae_conv(const wmcuda_vae_conv_desc *d, void *stream);
+/* Whether WMCUDA_VAE_TILE_HALO serves this conv (else it falls back). */
+int wmcuda_vae_conv_halo_ok(const wmcuda_vae_conv_desc *d);
 /* Whether a conv with this cout can fuse the next RMS norm (one tile covers all channels). */
 int wmcuda_vae_conv_fuses_norm(int cout);
 

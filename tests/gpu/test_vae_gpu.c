@@ -10,19 +10,26 @@
  *     fp32 out 1e-5 (fp32 accumulation of exact products).
  *     Also the sub-pixel form of the upsampling conv (4 launches vs the up2 definition) and the
  *     RMS norm + SiLU fused into the conv epilogue (vs float64 of the bf16-rounded output).
+ *     The haloed 3x3 tiles (WMCUDA_VAE_TILE_HALO, _K32, _FRAG, _WG on wgmma) on the same float64
+ *     reference and bounds: 4x64 / 8x32 / 16x16 tiles, ragged tiles, K chunks and N, history or
+ *     not, kt 1, residual, fp32 clamped output, fused norm.
  * (a) tiny config, latents 4x6: 4 streaming blocks (3 latents -> 9 frames, then 12 each), reset,
  *     2 more blocks; frames rel err per block <= BOUND_FRAMES_TINY; the device RGB8 must equal
  *     vae_frames_to_rgb8 of the device frames exactly. Each block is decoded by three GPU
  *     decoders: default paths (sub-pixel, tuned tiles), plain paths, fused paths (sub-pixel,
  *     norms fused into conv epilogues, head as partial products). Same for the encoder.
- * (b) full config at latents 6x10 (48x80 video), 3 blocks, same checks, <= BOUND_FRAMES.
+ * (b) full config at latents 6x10 (48x80 video), 3 blocks, and 2x16 (64- and 128-wide frames,
+ *     where the default path runs the wgmma conv), 2 blocks; same checks, <= BOUND_FRAMES.
  * (c) the encoder (1 frame, then a 4-frame chunk, then 8 frames = 2 passes), tiny at 32x48 and
  *     full at 48x80: latents rel err <= BOUND_LAT.
  * (t) timing at 44x80 -> 352x640, full config: first block, steady block (median of 7 after 2
- *     warm-ups, cudaEvents), encoder image + 4-frame chunk, and the main conv shapes alone, with
+ *     warm-ups, cudaEvents) for the default paths and with the wgmma conv, the halo tiles or
+ *     both off, its per-layer and per-stage breakdown, encoder image + 4-frame chunk, and the main
+ *     conv shapes alone (each tile variant), with
  *     TFLOP/s from the FLOP counts of model-vae-clip.md section 8.
  * rel err = ||gpu - cpu|| / ||cpu||; a non-finite value fails. WM_VAE_TEST_PARTS=k,a,b,c,t
- * (default all). Exit status 0 pass, 1 a check failed, 2 a setup or CUDA error. */
+ * (default all); WM_VAE_TEST_NO_WGMMA set: the decoders' default path without the wgmma conv. Exit
+ * status 0 pass, 1 a check failed, 2 a setup or CUDA error. */
 #include <math.h>
 #include <stdint.h>
 #include <stdio.h>
@@ -338,6 +345,17 @@ static void norm_case(int C, size_t np, int silu) {
     free(xs), free(g), free(ref), free(out), free(xh), free(yh);
 }
 
+/* wmcuda_vae_conv_halo_ok for a test case's shape (kh = kw = k). */
+static int halo_selects(const conv_case *k, int kk) {
+    wmcuda_vae_conv_desc d;
+    wmcuda_vae_conv_desc_init(&d);
+    d.cin = k->cin, d.hin = k->hin, d.win = k->win, d.t_out = k->t_out;
+    d.hout = k->hout, d.wout = k->wout, d.kt = k->kt, d.kh = d.kw = kk == 1 ? k->kh : 2;
+    d.tstride = k->tstride, d.sstride = k->sstride, d.spad = k->spad, d.up2 = k->up2;
+    d.cout = k->cout, d.f0 = k->f0, d.tmul = k->tmul, d.csplit = k->csplit;
+    return wmcuda_vae_conv_halo_ok(&d);
+}
+
 static void part_kernels(void) {
     printf("\n== (k) conv kernel and RMS norm vs float64 ==\n");
     /* name cin cout hist_n has_hist hin win t_out hout wout kt kh kw tst sst spad up2 f0 tmul
@@ -366,6 +384,26 @@ static void part_kernels(void) {
         {"1x1 384->384 +res (128x192 K64)", 384, 384, 0, 0, 7, 9, 2, 7, 9, 1, 1, 1, 1, 1, 0, 0, 0, 1, 0, 1, 0, 0, WMCUDA_VAE_TILE_128x192_K64},
         {"up2 3x3 192->96 (256x96 K64)", 192, 96, 0, 0, 4, 3, 1, 8, 6, 1, 3, 3, 1, 1, 1, 1, 0, 1, 0, 0, 0, 0, WMCUDA_VAE_TILE_256x96_K64},
         {"causal3 384->384 +res (128x128)", 384, 384, 2, 1, 4, 7, 2, 4, 7, 3, 3, 3, 1, 1, 1, 0, 0, 1, 0, 1, 0, 0, WMCUDA_VAE_TILE_128x128},
+        /* the haloed tile: 4x64 (ragged both ways), 8x32, 16x16 tiles; ragged 16-channel chunk
+         * (40) and N (24, 3); zero and real history; 2-D 3x3 (kt 1); fp32 clamped out */
+        {"causal3 96->96 hist+res 5x130 (halo 4x64)", 96, 96, 2, 1, 5, 130, 2, 5, 130, 3, 3, 3, 1, 1, 1, 0, 0, 1, 0, 1, 0, 0, WMCUDA_VAE_TILE_HALO},
+        {"causal3 192->192 zero hist 8x90 (halo 8x32)", 192, 192, 2, 0, 8, 90, 1, 8, 90, 3, 3, 3, 1, 1, 1, 0, 0, 1, 0, 0, 0, 0, WMCUDA_VAE_TILE_HALO},
+        {"causal3 384->384 +res T=2 3x7 (halo 16x16)", 384, 384, 2, 1, 3, 7, 2, 3, 7, 3, 3, 3, 1, 1, 1, 0, 0, 1, 0, 1, 0, 0, WMCUDA_VAE_TILE_HALO},
+        {"causal3 40->24 ragged K and N (halo)", 40, 24, 2, 1, 5, 6, 2, 5, 6, 3, 3, 3, 1, 1, 1, 0, 0, 1, 0, 1, 0, 0, WMCUDA_VAE_TILE_HALO},
+        {"2-D 3x3 96->192 6x40 (halo, kt 1)", 96, 192, 0, 0, 6, 40, 2, 6, 40, 1, 3, 3, 1, 1, 1, 0, 0, 1, 0, 0, 0, 0, WMCUDA_VAE_TILE_HALO},
+        {"head 96->3 f32 clamp (halo)", 96, 3, 2, 1, 6, 8, 3, 6, 8, 3, 3, 3, 1, 1, 1, 0, 0, 1, 0, 0, 1, 1, WMCUDA_VAE_TILE_HALO},
+        {"causal3 96->96 f32 clamp 5x20 (halo)", 96, 96, 2, 1, 5, 20, 2, 5, 20, 3, 3, 3, 1, 1, 1, 0, 0, 1, 0, 0, 1, 1, WMCUDA_VAE_TILE_HALO},
+        {"causal3 96->96 hist+res 5x130 (halo K32)", 96, 96, 2, 1, 5, 130, 2, 5, 130, 3, 3, 3, 1, 1, 1, 0, 0, 1, 0, 1, 0, 0, WMCUDA_VAE_TILE_HALO_K32},
+        {"causal3 40->24 ragged K and N (halo K32)", 40, 24, 2, 1, 5, 6, 2, 5, 6, 3, 3, 3, 1, 1, 1, 0, 0, 1, 0, 1, 0, 0, WMCUDA_VAE_TILE_HALO_K32},
+        {"causal3 192->192 zero hist 8x90 (halo K32)", 192, 192, 2, 0, 8, 90, 1, 8, 90, 3, 3, 3, 1, 1, 1, 0, 0, 1, 0, 0, 0, 0, WMCUDA_VAE_TILE_HALO_K32},
+        {"causal3 96->96 hist+res 5x130 (halo frag)", 96, 96, 2, 1, 5, 130, 2, 5, 130, 3, 3, 3, 1, 1, 1, 0, 0, 1, 0, 1, 0, 0, WMCUDA_VAE_TILE_HALO_FRAG},
+        {"causal3 384->384 +res T=2 3x7 (halo frag)", 384, 384, 2, 1, 3, 7, 2, 3, 7, 3, 3, 3, 1, 1, 1, 0, 0, 1, 0, 1, 0, 0, WMCUDA_VAE_TILE_HALO_FRAG},
+        /* the wgmma form (4x64 tiles; sm_90 only, else it runs HALO) */
+        {"causal3 96->96 hist+res 5x128 (wgmma)", 96, 96, 2, 1, 5, 128, 2, 5, 128, 3, 3, 3, 1, 1, 1, 0, 0, 1, 0, 1, 0, 0, WMCUDA_VAE_TILE_HALO_WG},
+        {"causal3 192->192 zero hist 3x64 (wgmma)", 192, 192, 2, 0, 3, 64, 1, 3, 64, 3, 3, 3, 1, 1, 1, 0, 0, 1, 0, 0, 0, 0, WMCUDA_VAE_TILE_HALO_WG},
+        {"causal3 40->24 ragged K and N 2x64 (wgmma)", 40, 24, 2, 1, 2, 64, 2, 2, 64, 3, 3, 3, 1, 1, 1, 0, 0, 1, 0, 1, 0, 0, WMCUDA_VAE_TILE_HALO_WG},
+        {"2-D 3x3 96->96 f32 clamp 4x64 (wgmma)", 96, 96, 0, 0, 4, 64, 1, 4, 64, 1, 3, 3, 1, 1, 1, 0, 0, 1, 0, 0, 1, 1, WMCUDA_VAE_TILE_HALO_WG},
+        {"causal3 384->384 +res 2x64 (wgmma)", 384, 384, 2, 1, 2, 64, 1, 2, 64, 3, 3, 3, 1, 1, 1, 0, 0, 1, 0, 1, 0, 0, WMCUDA_VAE_TILE_HALO_WG},
     };
     /* clang-format on */
     for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++)
@@ -378,6 +416,12 @@ static void part_kernels(void) {
     conv_case_run(&cases[14], MODE_NORM);    /* 96, 128x96 tile */
     conv_case_run(&cases[17], MODE_NORM);    /* 96, 256x96 K64 (ragged 64 + 32 chunks) */
     conv_case_run(&cases[18], MODE_NORM);    /* 192, 128x192 K64 */
+    conv_case_run(&cases[22], MODE_NORM);    /* 96, halo 4x64, residual */
+    conv_case_run(&cases[29], MODE_NORM);    /* 96, halo K32, residual */
+    check_true("halo tile serves 3x3x3 pad 1 same size, not up2 / stride 2 / 2x2",
+               halo_selects(&cases[22], 1) && halo_selects(&cases[26], 1) &&
+                   !halo_selects(&cases[5], 1) && !halo_selects(&cases[8], 1) &&
+                   !halo_selects(&cases[22], 2));
     norm_case(96, 1000, 1);
     norm_case(384, 300, 0);
     norm_case(8, 500, 1);
@@ -398,7 +442,7 @@ static vae_weights *make_weights(const char *size) {
 #define NPATHS 3
 #define PATHS_FUSED                                                                                \
     (WMCUDA_VAE_PATH_SUBPIXEL | WMCUDA_VAE_PATH_FUSE_NORM | WMCUDA_VAE_PATH_HEAD_TAPS)
-static const int g_paths[NPATHS] = {WMCUDA_VAE_PATHS_DEFAULT, 0, PATHS_FUSED};
+static int g_paths[NPATHS] = {WMCUDA_VAE_PATHS_DEFAULT, 0, PATHS_FUSED};
 static const char *g_path_name[NPATHS] = {"default", "plain", "fused"};
 
 /* One CPU decoder and GPU decoders on the same latents, one per path set: the default (sub-pixel
@@ -562,15 +606,29 @@ static void conv_bench(void) {
         {"subpixel 4x 2x2 192->96 ->352x640 x12", 192, 96, 12, 176, 320, 4, 2, 0},
         {"subpixel 4x 2x2 384->192 ->176x320 x12", 384, 192, 12, 88, 160, 4, 2, 0},
         {"3x3x3 96->96 @352x640 x12", 96, 96, 12, 352, 640, 27, 0, 0},
+        {"  same, halo tile", 96, 96, 12, 352, 640, 27, 0, WMCUDA_VAE_TILE_HALO},
+        {"  same, halo wgmma", 96, 96, 12, 352, 640, 27, 0, WMCUDA_VAE_TILE_HALO_WG},
+        {"  same, halo K32", 96, 96, 12, 352, 640, 27, 0, WMCUDA_VAE_TILE_HALO_K32},
+        {"  same, halo frag epilogue", 96, 96, 12, 352, 640, 27, 0, WMCUDA_VAE_TILE_HALO_FRAG},
         {"  same, 128x96 tile", 96, 96, 12, 352, 640, 27, 0, WMCUDA_VAE_TILE_128x96},
         {"  same, 256x96 K64", 96, 96, 12, 352, 640, 27, 0, WMCUDA_VAE_TILE_256x96_K64},
         {"3x3x3 192->192 @176x320 x12", 192, 192, 12, 176, 320, 27, 0, 0},
         {"  same, 128x96 tile", 192, 192, 12, 176, 320, 27, 0, WMCUDA_VAE_TILE_128x96},
+        {"  same, halo tile", 192, 192, 12, 176, 320, 27, 0, WMCUDA_VAE_TILE_HALO},
+        {"  same, halo wgmma", 192, 192, 12, 176, 320, 27, 0, WMCUDA_VAE_TILE_HALO_WG},
+        {"  same, halo K32", 192, 192, 12, 176, 320, 27, 0, WMCUDA_VAE_TILE_HALO_K32},
+        {"  same, halo frag epilogue", 192, 192, 12, 176, 320, 27, 0, WMCUDA_VAE_TILE_HALO_FRAG},
         {"  same, 128x192 K64", 192, 192, 12, 176, 320, 27, 0, WMCUDA_VAE_TILE_128x192_K64},
         {"3x3x3 384->384 @88x160 x6", 384, 384, 6, 88, 160, 27, 0, 0},
+        {"  same, halo tile", 384, 384, 6, 88, 160, 27, 0, WMCUDA_VAE_TILE_HALO},
+        {"  same, halo K32", 384, 384, 6, 88, 160, 27, 0, WMCUDA_VAE_TILE_HALO_K32},
+        {"  same, halo frag epilogue", 384, 384, 6, 88, 160, 27, 0, WMCUDA_VAE_TILE_HALO_FRAG},
         {"  same, 128x192 K64", 384, 384, 6, 88, 160, 27, 0, WMCUDA_VAE_TILE_128x192_K64},
         {"  same, 128x128 tile", 384, 384, 6, 88, 160, 27, 0, WMCUDA_VAE_TILE_128x128},
         {"3x3x3 384->384 @44x80 x3", 384, 384, 3, 44, 80, 27, 0, 0},
+        {"  same, halo tile", 384, 384, 3, 44, 80, 27, 0, WMCUDA_VAE_TILE_HALO},
+        {"  same, halo K32", 384, 384, 3, 44, 80, 27, 0, WMCUDA_VAE_TILE_HALO_K32},
+        {"  same, halo frag epilogue", 384, 384, 3, 44, 80, 27, 0, WMCUDA_VAE_TILE_HALO_FRAG},
         {"  same, 128x96 tile", 384, 384, 3, 44, 80, 27, 0, WMCUDA_VAE_TILE_128x96},
         {"  same, 128x192 K64", 384, 384, 3, 44, 80, 27, 0, WMCUDA_VAE_TILE_128x192_K64},
         {"  same, 128x128 tile", 384, 384, 3, 44, 80, 27, 0, WMCUDA_VAE_TILE_128x128},
@@ -643,6 +701,29 @@ static double time_steady(wmcuda_vae_decoder *d, float *lat_d, uint8_t *rgb_d, c
     return median(t + 2, 7);
 }
 
+/* The profile report ("name ms, name ms, ...") summed per layer name: the per-stage breakdown. */
+static void print_stages(const char *rep) {
+    char name[32][24];
+    double ms[32], total = 0;
+    int n = 0;
+    const char *p = rep;
+    char nm[24];
+    double v;
+    int used;
+    while (sscanf(p, " %23[^ ,] %lf%n", nm, &v, &used) == 2) {
+        p += used;
+        if (*p == ',') p++;
+        int i = 0;
+        while (i < n && strcmp(name[i], nm)) i++;
+        if (i == n && n < 32) snprintf(name[n], sizeof name[n], "%s", nm), ms[n++] = 0;
+        if (i < n) ms[i] += v;
+        total += v;
+    }
+    printf("  steady block by stage (ms, total %.2f):", total);
+    for (int i = 0; i < n; i++) printf(" %s %.2f", name[i], ms[i]);
+    printf("\n");
+}
+
 static void part_timing(void) {
     printf("\n== (t) timing, full config, latents 44x80 -> 352x640 ==\n");
     const int lh = 44, lw = 80, H = 352, W = 640;
@@ -687,6 +768,10 @@ static void part_timing(void) {
              nf, bad, 100.0 * sat / (3.0 * nf * H * W));
     check_true(what, nf == 9 && bad == 0);
     const double steady = time_steady(d, lat_d, rgb_d, st);
+    wmcuda_vae_set_paths(v, WMCUDA_VAE_PATHS_DEFAULT | WMCUDA_VAE_PATH_NO_HALO);
+    const double steady_nohalo = time_steady(d, lat_d, rgb_d, st);
+    wmcuda_vae_set_paths(v, WMCUDA_VAE_PATHS_DEFAULT | WMCUDA_VAE_PATH_NO_WGMMA);
+    const double steady_nowg = time_steady(d, lat_d, rgb_d, st);
     wmcuda_vae_set_paths(v, 0);
     const double steady_plain = time_steady(d, lat_d, rgb_d, st);
     wmcuda_vae_set_paths(v, PATHS_FUSED);
@@ -697,6 +782,11 @@ static void part_timing(void) {
     printf("  decode steady block (3 lat -> 12 frames): %8.2f ms  %6.1f TFLOP/s (22.887 TFLOP; "
            "target <= 45 ms, floor 28.6)\n",
            steady, 22.887 / steady * 1e3);
+    printf("  decode steady block, halo on mma.sync:    %8.2f ms  (default paths, no wgmma)\n",
+           steady_nowg);
+    printf(
+        "  decode steady block, no halo tile:        %8.2f ms  (default paths, previous tiles)\n",
+        steady_nohalo);
     printf(
         "  decode steady block, plain paths:         %8.2f ms  (no sub-pixel, 32-channel tiles)\n",
         steady_plain);
@@ -708,6 +798,7 @@ static void part_timing(void) {
     static char rep[4096];
     MUST(wmcuda_vae_profile_report(v, rep, sizeof rep));
     printf("  steady block by layer (ms): %s\n", rep);
+    print_stages(rep);
     wmcuda_vae_set_paths(v, 0);
     MUST(wmcuda_vae_decode_device(d, lat_d, 3, rgb_d, NULL, &nf, err, sizeof err));
     MUST(wmcuda_vae_profile_report(v, rep, sizeof rep));
@@ -772,11 +863,16 @@ int main(int argc, char **argv) {
     printf("device: %s (sm_%d%d, %d SMs, %.1f GB); CPU reference: %s\n", prop.name, prop.major,
            prop.minor, prop.multiProcessorCount, (double)prop.totalGlobalMem * 1e-9, backend);
     const char *parts = getenv("WM_VAE_TEST_PARTS");
+    if (getenv("WM_VAE_TEST_NO_WGMMA")) { /* the default decoder path without the wgmma conv */
+        g_paths[0] |= WMCUDA_VAE_PATH_NO_WGMMA;
+        printf("default decoder path: no wgmma (WM_VAE_TEST_NO_WGMMA)\n");
+    }
     if (want(parts, 'k')) part_kernels();
     if (want(parts, 'a')) part_decoder("tiny", 4, 6, 4);
     if (want(parts, 'c')) part_encoder("tiny", 32, 48);
     if (want(parts, 't')) part_timing();
     if (want(parts, 'b')) part_decoder("full", 6, 10, 3);
+    if (want(parts, 'b')) part_decoder("full", 2, 16, 2); /* 128- and 64-wide frames: wgmma */
     if (want(parts, 'c')) part_encoder("full", 48, 80);
     printf("\n%s: %d failure(s) in %d checks\n", g_failures ? "FAILED" : "PASSED", g_failures,
            g_checks);
