@@ -45,6 +45,8 @@
 #include "engine/engine.h"
 #include "engine/vae.h"
 
+#include "tests/gpu/gpu_test.h"
+
 /* bf16 activations through ~40 layers (no CPU emulation of the bf16 rounding exists to predict
  * them). Seen on an H200 (2026-11-27), every path: frames 2.8e-2 .. 3.0e-2 (tiny: 8-channel
  * norms), 1.4e-2 .. 1.8e-2 (full); latents 1.7e-3 .. 3.5e-3. A wrong cache frame, phase or tap
@@ -57,57 +59,11 @@
 #define SEED              4242u
 
 static int g_failures, g_checks;
-static char err[512];
-
-#define CK(call)                                                                                   \
-    do {                                                                                           \
-        cudaError_t e_ = (call);                                                                   \
-        if (e_ != cudaSuccess) {                                                                   \
-            fprintf(stderr, "%s:%d: %s failed: %s: %s\n", __FILE__, __LINE__, #call,               \
-                    cudaGetErrorName(e_), cudaGetErrorString(e_));                                 \
-            exit(2);                                                                               \
-        }                                                                                          \
-    } while (0)
-
-#define MUST(call)                                                                                 \
-    do {                                                                                           \
-        int rc_ = (call);                                                                          \
-        if (rc_ != 0) {                                                                            \
-            fprintf(stderr, "%s:%d: %s returned %d: %s\n", __FILE__, __LINE__, #call, rc_, err);   \
-            exit(2);                                                                               \
-        }                                                                                          \
-    } while (0)
-
-static void *xmalloc(size_t n) {
-    void *p = calloc(1, n ? n : 1);
-    if (!p) {
-        fprintf(stderr, "out of host memory (%zu bytes)\n", n);
-        exit(2);
-    }
-    return p;
-}
-
-static double now_ms(void) {
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return (double)ts.tv_sec * 1e3 + (double)ts.tv_nsec * 1e-6;
-}
 
 static uint64_t g_rng = 0x9e3779b97f4a7c15ull;
 static float urand(void) { /* uniform in [-1, 1) */
     g_rng = g_rng * 6364136223846793005ull + 1442695040888963407ull;
     return (float)((double)(g_rng >> 11) * (1.0 / 9007199254740992.0)) * 2.0f - 1.0f;
-}
-
-static double rel_err(const float *out, const float *ref, size_t n) {
-    double num = 0.0, den = 0.0;
-    for (size_t i = 0; i < n; i++) {
-        if (!isfinite(out[i])) return INFINITY;
-        const double d = (double)out[i] - (double)ref[i];
-        num += d * d;
-        den += (double)ref[i] * (double)ref[i];
-    }
-    return den > 0.0 ? sqrt(num / den) : sqrt(num);
 }
 
 static void check(const char *what, double e, double bound) {
@@ -121,16 +77,6 @@ static void check_true(const char *what, int ok) {
     printf("%s %s\n", ok ? "ok  " : "FAIL", what);
     g_checks++;
     if (!ok) g_failures++;
-}
-
-static int cmp_double(const void *a, const void *b) {
-    const double x = *(const double *)a, y = *(const double *)b;
-    return (x > y) - (x < y);
-}
-
-static double median(double *v, int n) {
-    qsort(v, (size_t)n, sizeof *v, cmp_double);
-    return n % 2 ? v[n / 2] : 0.5 * (v[n / 2 - 1] + v[n / 2]);
 }
 
 /* ---- (k) the conv kernel alone
