@@ -2,7 +2,9 @@
 # The single test entry point (CI runs it through .ci/run on a clean clone without a GPU):
 # installs missing Debian packages, builds everything in build/ and runs ctest, then builds again in
 # build-asan/ with AddressSanitizer + UBSan (CPU only, with clang when present, so each run also
-# compiles with a second compiler) and runs ctest there. Exits nonzero on any failure.
+# compiles with a second compiler) and runs ctest there. Exits nonzero on any failure. Both passes
+# include the server integration suite (tests/integration, about 1.5 min a pass, serial), also in
+# a build folder configured earlier without it.
 #   WM_TEST_QUICK=1     skip the sanitizer pass
 #   WM_CMAKE_ARGS="..." extra configure arguments for both builds (e.g. -DWM_CUDA=OFF)
 #   WM_ASAN_CC=gcc      compiler for the sanitizer build (default clang when installed)
@@ -20,7 +22,7 @@ step "setup"
 scripts/setup-debian.sh
 
 step "build/ (RelWithDebInfo)"
-cmake -S . -B build -G Ninja -DCMAKE_BUILD_TYPE=RelWithDebInfo "${extra[@]}"
+cmake -S . -B build -G Ninja -DCMAKE_BUILD_TYPE=RelWithDebInfo -DWM_INTEGRATION_TESTS=ON "${extra[@]}"
 cmake --build build
 step "ctest build/"
 ctest --test-dir build --output-on-failure -j2
@@ -38,7 +40,7 @@ if [ -n "$asan_cc" ]; then export CC="$asan_cc"; fi
 case "$(basename "${asan_cc:-cc}")" in clang*) fuzz=ON ;; esac # libFuzzer needs clang
 # Optimised with debug info: the streaming tests run whole sessions, too slow at -O0 under ASan.
 cmake -S . -B build-asan -G Ninja -DCMAKE_BUILD_TYPE=RelWithDebInfo -DWM_SANITIZE=ON -DWM_CUDA=OFF \
-    -DWM_FUZZ="$fuzz" "${extra[@]}"
+    -DWM_FUZZ="$fuzz" -DWM_INTEGRATION_TESTS=ON "${extra[@]}"
 cmake --build build-asan
 step "ctest build-asan/"
 # LeakSanitizer's tracer thread occasionally dies at process exit when OpenMP/OpenBLAS worker

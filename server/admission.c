@@ -7,6 +7,7 @@
 
 struct srv_admission {
     int nslots, qcap, qlen, active, closed;
+    int limit;       /* players admitted at once: <= nslots (the engine's measured capacity) */
     uint64_t *slot;  /* owner id per slot, 0 = free */
     uint64_t *queue; /* FIFO, [0] = head */
 };
@@ -16,6 +17,7 @@ srv_admission *srv_admission_create(int slots, int max_queue) {
     srv_admission *a = calloc(1, sizeof *a);
     if (!a) return NULL;
     a->nslots = slots;
+    a->limit = slots;
     a->qcap = max_queue;
     a->slot = calloc((size_t)slots, sizeof *a->slot);
     a->queue = calloc((size_t)max_queue + 1, sizeof *a->queue);
@@ -34,6 +36,7 @@ void srv_admission_destroy(srv_admission *a) {
 }
 
 static int free_slot(const srv_admission *a) {
+    if (a->active >= a->limit) return -1;
     for (int i = 0; i < a->nslots; i++)
         if (!a->slot[i]) return i;
     return -1;
@@ -84,6 +87,14 @@ int srv_admission_promote(srv_admission *a, uint64_t *id, int *slot) {
     a->slot[s] = *id;
     a->active++;
     return 1;
+}
+
+void srv_admission_set_limit(srv_admission *a, int limit) {
+    a->limit = limit < 1 ? 1 : limit > a->nslots ? a->nslots : limit;
+}
+
+int srv_admission_limit(const srv_admission *a) {
+    return a->limit;
 }
 
 int srv_admission_position(const srv_admission *a, uint64_t id) {

@@ -28,6 +28,11 @@ int srv_admission_leave(srv_admission *a, uint64_t id);
 /* When a slot is free and someone waits: pops the queue head into it, returns 1 with *id and *slot;
  * else 0. Call until it returns 0 after a leave. */
 int srv_admission_promote(srv_admission *a, uint64_t *id, int *slot);
+/* Admits at most `limit` players at once (clamped to 1 .. slots; initially slots), e.g. what the
+ * engine is measured to keep up with. Lowering it never evicts anyone: joins queue until enough
+ * players have left. After raising it, call promote. */
+void srv_admission_set_limit(srv_admission *a, int limit);
+int srv_admission_limit(const srv_admission *a);
 /* 1-based position of id in the queue, or 0 when it is not queued. */
 int srv_admission_position(const srv_admission *a, uint64_t id);
 /* The i-th waiting id (0 = head), or 0 past the end. */

@@ -262,7 +262,12 @@ int conn_on_writeable(srv_conn *c) {
          * a callback returns -1 ("uv repeat test" in lws_service_fd_tsi), killing the socket
          * before the close frame goes out (the client would see 1006, not our code). A
          * synchronous close from inside the callback only moves the wsi to "waiting to send
-         * close"; lws then sends the frame with this reason and waits for the peer's answer. */
+         * close"; lws then sends the frame with this reason and waits for the peer's answer.
+         * Once only: lws asks for writable callbacks while it waits for that answer, and a
+         * second "kill" there would cut the socket under the answer arriving, which lws 4.1 then
+         * reads on a dead wsi ("lws_read_h1: Unhandled state LRS_DEAD_SOCKET" in the log). */
+        if (c->close_started) return 0;
+        c->close_started = 1;
         lws_close_reason(c->wsi, (enum lws_close_status)c->close_code,
                          (unsigned char *)c->close_reason, strlen(c->close_reason));
         lws_set_timeout(c->wsi, PENDING_TIMEOUT_USER_OK, LWS_TO_KILL_SYNC);
@@ -288,7 +293,8 @@ int conn_on_writeable(srv_conn *c) {
         srv_pacer_sent(&c->pacer);
         session_frame_sent(c, f, c->enc.len, srv_now_ns());
     }
-    if (c->ctl_count || c->closing || (c->pacer_init && srv_pacer_outbox(&c->pacer)))
+    if (c->ctl_count || (c->closing && !c->close_started) ||
+        (c->pacer_init && srv_pacer_outbox(&c->pacer)))
         conn_request_write(c);
     return 0;
 }

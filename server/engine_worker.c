@@ -41,6 +41,7 @@ typedef struct wsess {
     uint64_t produced; /* frames generated since the last reset (scheduler accounting) */
     uint64_t frame_no; /* session frame counter, never reset */
     uint64_t last_done_ns;
+    uint64_t waiting_since; /* pacing stopped with nothing on its way: since when (0: not) */
 } wsess;
 
 struct srv_worker {
@@ -153,8 +154,8 @@ static wsess *find_session(srv_worker *w, uint64_t id) {
     return NULL;
 }
 
-/* Runs without mu. */
-static void do_start(srv_worker *w, srv_session_start *st) {
+/* Runs without mu. queued_ns: when the start was asked for, the client's wait for frames began. */
+static void do_start(srv_worker *w, srv_session_start *st, uint64_t queued_ns) {
     char err[PROTO_MAX_TEXT] = "";
     pthread_mutex_lock(&w->mu);
     wsess *s = NULL;
@@ -197,6 +198,7 @@ static void do_start(srv_worker *w, srv_session_start *st) {
         s->es = es;
         s->ready = 1;
         s->last_done_ns = srv_now_ns();
+        s->waiting_since = queued_ns;
     }
     pthread_mutex_unlock(&w->mu);
     if (rc) {
@@ -330,7 +332,7 @@ static void wait_until(srv_worker *w, uint64_t wake_ns) {
 }
 
 /* Fills the scheduler's snapshot (mu held); returns the number of playing sessions. */
-static int snapshot(srv_worker *w, srv_sched_entry *ents) {
+static int snapshot(srv_worker *w, srv_sched_entry *ents, uint64_t now) {
     int nready = 0;
     for (int i = 0; i < w->nsess; i++) {
         wsess *s = &w->sess[i];
@@ -344,6 +346,14 @@ static int snapshot(srv_worker *w, srv_sched_entry *ents) {
         e->period_ns = w->period_ns;
         e->block_frames = eng_session_block_video_frames(s->es);
         e->capacity = w->ring_frames;
+        /* Waiting with nothing on its way: keep when that began, so the longest wait goes
+         * first (scheduler.h). */
+        if (!e->next_due_ns && e->produced <= e->consumed) {
+            if (!s->waiting_since) s->waiting_since = now;
+        } else {
+            s->waiting_since = 0;
+        }
+        e->waiting_since_ns = s->waiting_since;
     }
     return nready;
 }
@@ -358,7 +368,16 @@ static void run_pick(srv_worker *w, srv_sched_entry *ents, int pick, uint64_t no
     uint64_t eligible = srv_sched_eligible_at(&ents[pick], now, lead);
     uint64_t t_due = eligible > s->last_done_ns ? eligible : s->last_done_ns;
     if (t_due > now) t_due = now;
+    uint64_t deadline = srv_sched_deadline(&ents[pick], now);
+    const srv_sched_entry *e = &ents[pick];
+    uint64_t id = s->id, buffered = e->produced > e->consumed ? e->produced - e->consumed : 0;
+    int playing = e->next_due_ns != 0;
     run_block(w, s, b, t_due);
+    SRV_LOG(SRV_LOG_DEBUG, "block", SRV_KU("session", id), SRV_KB("playing", playing),
+            SRV_KU("buffered", buffered), SRV_KD("lead_ms", srv_ns_to_ms(lead)),
+            SRV_KD("wait_ms", srv_ns_to_ms(b->t_start - t_due)),
+            SRV_KD("engine_ms", srv_ns_to_ms(b->t_vae - b->t_start)),
+            SRV_KD("slack_ms", ((double)deadline - (double)b->t_vae) * 1e-6));
 }
 
 static void *worker_main(void *arg) {
@@ -367,24 +386,30 @@ static void *worker_main(void *arg) {
     pthread_mutex_lock(&w->mu);
     while (!w->stop && ents) {
         uint64_t now = srv_now_ns();
-        int nready = snapshot(w, ents);
+        int nready = snapshot(w, ents, now);
         /* Lead: a block's time through the engine and the JPEG pool, once per competing session,
-         * plus one frame period of margin for the loop and the network. */
+         * plus a margin for the loop, the network and a block slower than the estimate: one frame
+         * period, or a quarter of a block where blocks are long (a loaded or slow machine). */
         uint64_t per_block = w->est_engine_ns + atomic_load(&w->last_jpeg_ns);
         if (!per_block) per_block = 30 * SRV_NS_PER_MS;
-        uint64_t lead = per_block * (uint64_t)(nready ? nready : 1) + w->period_ns;
+        uint64_t margin = per_block / 4 > w->period_ns ? per_block / 4 : w->period_ns;
+        uint64_t lead = per_block * (uint64_t)(nready ? nready : 1) + margin;
         uint64_t wake;
         if (w->cmd_count) {
             cmd c = w->cmds[w->cmd_head];
             /* Starting a session (VAE encoder and CLIP on the start image) holds the engine for
-             * a while: first top up the players whose frames would run out before it is done,
-             * as far as their rings allow, then start it. */
+             * a while, and then the newcomer's first block comes before anyone else's (its client
+             * waits): the players' leads so far counted one competitor less. So first top up the
+             * players whose frames would run out before the start, the newcomer's block and their
+             * own next block are done, with the lead of nready + 1 sessions, as far as their rings
+             * allow (for at most MAX_START_DEFER_NS), then start it. */
             if (c.type == CMD_START && nready && w->free_blocks &&
                 now - c.queued_ns < MAX_START_DEFER_NS) {
                 uint64_t create = w->est_create_ns ? w->est_create_ns : 4 * per_block;
-                int pick = srv_sched_pick(ents, w->nsess, now, lead + create, &wake);
+                uint64_t horizon = lead + per_block + create;
+                int pick = srv_sched_pick(ents, w->nsess, now, horizon, &wake);
                 if (pick >= 0) {
-                    run_pick(w, ents, pick, now, lead + create);
+                    run_pick(w, ents, pick, now, horizon);
                     continue;
                 }
             }
@@ -394,7 +419,7 @@ static void *worker_main(void *arg) {
             switch (c.type) {
             case CMD_START: {
                 uint64_t t0 = srv_now_ns();
-                do_start(w, &c.start);
+                do_start(w, &c.start, c.queued_ns);
                 uint64_t dt = srv_now_ns() - t0, decayed = w->est_create_ns - w->est_create_ns / 8;
                 w->est_create_ns = dt > decayed ? dt : decayed;
                 break;

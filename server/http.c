@@ -47,7 +47,7 @@ static int healthz(srv_server *s, struct lws *wsi) {
         "\"queue_limit\":%d,\"connections\":%d,\"fps\":%d,\"width\":%d,\"height\":%d,"
         "\"variant\":\"%s\",\"uptime_s\":%.1f,\"model\":",
         s->draining ? "draining" : "ok", srv_admission_active(s->adm), srv_admission_queued(s->adm),
-        srv_admission_slots(s->adm), srv_admission_queue_limit(s->adm), s->nconns, s->cfg.fps,
+        srv_admission_limit(s->adm), srv_admission_queue_limit(s->adm), s->nconns, s->cfg.fps,
         s->width, s->height, eng_variant_name(s->mcfg.variant),
         srv_ns_to_s(srv_now_ns() - s->started_ns));
     rc |= srv_buf_json_string(&b, s->model_desc);

@@ -64,7 +64,8 @@ typedef struct srv_conn {
     proto_buf enc; /* frame encoding (reused) */
     uint8_t *tx;   /* LWS_PRE + message (reused) */
     size_t tx_cap;
-    int closing; /* after the queued control messages: close with close_code */
+    int closing;       /* after the queued control messages: close with close_code */
+    int close_started; /* the close frame is handed to lws: nothing more to write */
     uint64_t closing_ns;
     int close_code;
     char close_reason[96];
@@ -118,6 +119,8 @@ struct srv_server {
     uint64_t next_conn_id, next_session_id;
     int uploads_in_flight;             /* start images being decoded on the libuv threadpool */
     srv_conn **slot_conn;              /* [max_sessions]: the connection holding each slot */
+    int measured_slots;                /* --max-sessions 0: admission follows the block time */
+    int warned_capacity;               /* players at the last over_capacity warning */
     float block_ms[SRV_BLOCK_SAMPLES]; /* recent blk_ms, for stats p50/p99 */
     int block_ms_n, block_ms_i;
 

@@ -6,23 +6,27 @@ static uint64_t buffered(const srv_sched_entry *e) {
 }
 
 uint64_t srv_sched_deadline(const srv_sched_entry *e, uint64_t now_ns) {
-    /* Pacing stopped (a new session, or prebuffering after a reset or an underrun): the client
-     * waits for frames now, whatever is already on its way. */
-    if (!e->next_due_ns) return now_ns;
-    return e->next_due_ns + buffered(e) * e->period_ns;
+    uint64_t b = buffered(e);
+    if (e->next_due_ns) return e->next_due_ns + b * e->period_ns;
+    /* Pacing stopped. With nothing on its way the client has been waiting since waiting_since;
+     * with frames on their way, as if playback started now (scheduler.h). */
+    if (!b)
+        return e->waiting_since_ns && e->waiting_since_ns < now_ns ? e->waiting_since_ns : now_ns;
+    return now_ns + b * e->period_ns;
 }
 
 uint64_t srv_sched_eligible_at(const srv_sched_entry *e, uint64_t now_ns, uint64_t lead_ns) {
     if (!e->ready) return UINT64_MAX;
     uint64_t b = buffered(e);
+    int room = b + (uint64_t)e->block_frames <= (uint64_t)e->capacity;
+    if (!e->next_due_ns) return room ? now_ns : UINT64_MAX; /* stopped: frames wanted now */
     uint64_t deadline = srv_sched_deadline(e, now_ns);
     uint64_t t = deadline > lead_ns ? deadline - lead_ns : 0;
-    if (b + (uint64_t)e->block_frames > (uint64_t)e->capacity) {
+    if (!room) {
         /* Room appears as pacing consumes frames: after (b + block - capacity) more ticks. */
-        if (!e->next_due_ns) return UINT64_MAX;
         uint64_t ticks = b + (uint64_t)e->block_frames - (uint64_t)e->capacity;
-        uint64_t room = e->next_due_ns + (ticks - 1) * e->period_ns;
-        if (room > t) t = room;
+        uint64_t at = e->next_due_ns + (ticks - 1) * e->period_ns;
+        if (at > t) t = at;
     }
     return t;
 }

@@ -117,7 +117,7 @@ void server_update_gauges(srv_server *s) {
     memset(&g, 0, sizeof g);
     g.sessions_active = srv_admission_active(s->adm);
     g.sessions_queued = srv_admission_queued(s->adm);
-    g.session_slots = srv_admission_slots(s->adm);
+    g.session_slots = srv_admission_limit(s->adm) /* players admitted at once now */;
     g.queue_limit = srv_admission_queue_limit(s->adm);
     g.connections = s->nconns;
     for (srv_conn *c = s->conns; c; c = c->next)
@@ -388,12 +388,17 @@ int srv_server_main(const srv_config *cfg) {
         snprintf(s->keys[i], sizeof s->keys[i], "%s", k);
         s->nkeys++;
     }
+    int first_limit = 0;
     if (!s->cfg.max_sessions) {
         double block_ms;
         uint64_t t1 = srv_now_ns();
-        s->cfg.max_sessions = measure_slots(s, &block_ms);
+        first_limit = measure_slots(s, &block_ms);
+        /* Admission then follows the block time (session.c update_capacity): room for twice the
+         * first estimate, which is all the per-slot memory costs. */
+        s->measured_slots = 1;
+        s->cfg.max_sessions = 2 * first_limit + 1 < 64 ? 2 * first_limit + 1 : 64;
         SRV_LOG(SRV_LOG_INFO, "capacity", SRV_KD("block_ms", block_ms), SRV_KI("fps", cfg->fps),
-                SRV_KI("slots", s->cfg.max_sessions),
+                SRV_KI("slots", first_limit), SRV_KI("most", s->cfg.max_sessions),
                 SRV_KD("seconds", srv_ns_to_s(srv_now_ns() - t1)));
     }
     if (!s->cfg.jpeg_threads) s->cfg.jpeg_threads = default_jpeg_threads();
@@ -413,6 +418,7 @@ int srv_server_main(const srv_config *cfg) {
     s->metrics = srv_metrics_create();
     s->adm = srv_admission_create(s->cfg.max_sessions, s->cfg.max_queue);
     s->slot_conn = calloc((size_t)s->cfg.max_sessions, sizeof *s->slot_conn);
+    if (s->adm && first_limit) srv_admission_set_limit(s->adm, first_limit);
     if (!s->metrics || !s->adm || !s->slot_conn) {
         SRV_LOG(SRV_LOG_ERROR, "startup_failed", SRV_KS("error", "out of memory"));
         destroy_server(s);

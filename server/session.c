@@ -161,7 +161,10 @@ static void admit(srv_conn *c) {
     case SRV_ADMIT_QUEUED:
         c->state = CONN_QUEUED;
         SRV_LOG(SRV_LOG_INFO, "queue_join", SRV_KU("conn", c->id), SRV_KU("session", c->session),
-                SRV_KI("position", where));
+                SRV_KI("position", where),
+                SRV_KS("why", srv_admission_active(s->adm) < srv_admission_slots(s->adm)
+                                  ? "engine at its measured capacity"
+                                  : "every slot taken"));
         send_queue_position(c, 1, srv_now_ns());
         send_queue_positions(s); /* the others' queue length changed */
         break;
@@ -492,6 +495,48 @@ static void on_ready(srv_server *s, uint64_t session) {
             SRV_KI("slot", c->slot), SRV_KD("start_ms", srv_ns_to_ms(srv_now_ns() - c->joined_ns)));
 }
 
+static int cmp_float(const void *a, const void *b);
+
+/* With --max-sessions 0, admission follows the engine's measured pace: a player needs a 12-frame
+ * block every 12 / fps seconds, so with the recent median block time m (which includes whatever
+ * else loads the machine) the engine keeps up with 12 / fps / m players, less a margin for the
+ * slower blocks: the limit rises to floor(0.8 * 12 / fps / m) and falls to floor(0.9 * ...) (the
+ * gap keeps it from flapping). Beyond it a join is queued: admitting more would make everyone
+ * stall (PROTOCOL.md "Queue"). Nobody is
+ * evicted; a queued player starts when players leave or blocks get faster. A --max-sessions the
+ * operator set is kept as given (tests and deployments that pin it), with a warning when the
+ * engine falls short of it. */
+static void update_capacity(srv_server *s) {
+    if (s->block_ms_n < 8) return; /* too few blocks to know: the warm-up's estimate */
+    float v[SRV_BLOCK_SAMPLES];
+    memcpy(v, s->block_ms, sizeof(float) * (size_t)s->block_ms_n);
+    qsort(v, (size_t)s->block_ms_n, sizeof *v, cmp_float);
+    double med_s = 1e-3 * v[(s->block_ms_n - 1) / 2];
+    double need_s = (double)ENG_MAX_FRAMES_PER_BLOCK / s->cfg.fps;
+    int cap = med_s > 0 ? (int)(0.9 * need_s / med_s) : s->cfg.max_sessions;
+    if (!s->measured_slots) {
+        int active = srv_admission_active(s->adm);
+        if (active > cap && active > s->warned_capacity) {
+            s->warned_capacity = active;
+            SRV_LOG(SRV_LOG_WARN, "over_capacity", SRV_KI("players", active),
+                    SRV_KI("engine_keeps_up_with", cap), SRV_KD("block_ms_p50", med_s * 1e3),
+                    SRV_KS("hint", "--max-sessions 0 queues players beyond what the engine keeps "
+                                   "up with"));
+        }
+        return;
+    }
+    int before = srv_admission_limit(s->adm), raise = (int)(0.8 * need_s / med_s);
+    if (raise > before)
+        srv_admission_set_limit(s->adm, raise);
+    else if (cap < before)
+        srv_admission_set_limit(s->adm, cap);
+    int after = srv_admission_limit(s->adm);
+    if (after == before) return;
+    SRV_LOG(SRV_LOG_INFO, "capacity_changed", SRV_KI("players", after), SRV_KI("was", before),
+            SRV_KD("block_ms_p50", med_s * 1e3), SRV_KI("max_sessions", s->cfg.max_sessions));
+    if (after > before) session_promote_queue(s);
+}
+
 static void on_block(srv_server *s, srv_block *b) {
     uint64_t now = srv_now_ns();
     srv_conn *c = conn_of_session(s, b->session);
@@ -509,6 +554,7 @@ static void on_block(srv_server *s, srv_block *b) {
         s->block_ms[s->block_ms_i] = (float)(blk_s * 1e3);
         s->block_ms_i = (s->block_ms_i + 1) % SRV_BLOCK_SAMPLES;
         if (s->block_ms_n < SRV_BLOCK_SAMPLES) s->block_ms_n++;
+        update_capacity(s);
         /* Prebuffer: start (or restart after an underrun) only with enough frames to last until
          * the next block can arrive when it is urgent: the time from a block being due to its
          * frames being here (the engine queue behind other players, the block, JPEG), as a
@@ -589,9 +635,9 @@ void session_housekeeping(srv_conn *c, uint64_t now) {
         conn_kill(c);
     }
     if (!c->wsi || c->closing) return;
-    /* PROTOCOL.md: any message but a ping counts as activity; without one for the idle timeout (or no hello
-     * in that time) the connection is closed. The clock stops while the server keeps the client
-     * waiting (decoding its upload, queued, starting its session) and restarts at joined. */
+    /* PROTOCOL.md: any message but a ping counts as activity; without one for the idle timeout (or
+     * no hello in that time) the connection is closed. The clock stops while the server keeps the
+     * client waiting (decoding its upload, queued, starting its session) and restarts at joined. */
     uint64_t idle = (uint64_t)s->cfg.idle_timeout_s * SRV_NS_PER_S;
     int waiting =
         c->state == CONN_PREPARING || c->state == CONN_QUEUED || c->state == CONN_STARTING;

@@ -73,6 +73,26 @@ static void test_admission(void) {
                  srv_admission_join(z, 2, &w) == SRV_ADMIT_FULL,
              "admission: queue of 0 -> second player full at once");
     srv_admission_destroy(z);
+    /* A limit below the slots (the engine's measured capacity): joins queue while free slots
+     * remain; raising it lets promote fill them; lowering it evicts nobody. */
+    srv_admission *l = srv_admission_create(3, 4);
+    srv_admission_set_limit(l, 1);
+    tu_check(srv_admission_join(l, 1, &w) == SRV_ADMIT_SLOT &&
+                 srv_admission_join(l, 2, &w) == SRV_ADMIT_QUEUED && w == 1,
+             "admission: limit 1 of 3 slots -> the 2nd player is queued");
+    tu_check(!srv_admission_promote(l, &id, &slot), "admission: no promotion at the limit");
+    srv_admission_set_limit(l, 9);
+    tu_check(srv_admission_limit(l) == 3 && srv_admission_promote(l, &id, &slot) && id == 2,
+             "admission: limit raised (clamped to the 3 slots) -> the queued player is promoted");
+    srv_admission_set_limit(l, 0);
+    tu_check(srv_admission_limit(l) == 1 && srv_admission_active(l) == 2 &&
+                 srv_admission_join(l, 3, &w) == SRV_ADMIT_QUEUED,
+             "admission: limit lowered below the active players (clamped to 1): nobody evicted, "
+             "joins queue");
+    tu_check(srv_admission_leave(l, 1) == 0 && !srv_admission_promote(l, &id, &slot) &&
+                 srv_admission_leave(l, 2) == 1 && srv_admission_promote(l, &id, &slot) && id == 3,
+             "admission: the queue moves only once the active players are below the limit");
+    srv_admission_destroy(l);
 }
 
 static void push_frames(srv_pacer *p, int n, uint64_t first, uint64_t now, int *dropped) {
@@ -195,10 +215,38 @@ static void test_scheduler(void) {
     e[0].next_due_ns = 0;
     tu_check(srv_sched_eligible_at(&e[0], now, 2000 * MS) == UINT64_MAX,
              "scheduler: full ring with pacing stopped -> wait for an event");
-    e[0].produced = 109; /* 9 waiting for a stopped pacer (prebuffering): frames needed now */
-    tu_check(srv_sched_deadline(&e[0], now) == now && srv_sched_eligible_at(&e[0], now, 0) <= now,
-             "scheduler: pacing stopped with frames waiting -> deadline now, eligible");
-    e[0].ready = 0;
+    e[0].produced = 109; /* 9 on their way to a stopped pacer (prebuffering) */
+    tu_check(srv_sched_deadline(&e[0], now) == now + 9 * P &&
+                 srv_sched_eligible_at(&e[0], now, 0) <= now,
+             "scheduler: pacing stopped with 9 frames on their way -> deadline now + 9 periods "
+             "(+%.0f ms, want +360), eligible now",
+             (double)(srv_sched_deadline(&e[0], now) - now) / MS);
+    /* A prebuffering newcomer (0) must not make a player (1, 205 ms of frames left) stall. */
+    e[1].ready = 1;
+    pick = srv_sched_pick(e, 3, now, 300 * MS, &wake);
+    tu_check(pick == 1,
+             "scheduler: a player running dry in 205 ms goes before a newcomer filling "
+             "its prebuffer (picked %d, want 1)",
+             pick);
+    pick = srv_sched_pick(e, 3, now, 100 * MS, &wake);
+    tu_check(pick == 0,
+             "scheduler: ... which gets the engine while the player is not due yet "
+             "(picked %d, want 0)",
+             pick);
+    /* Waiting sessions (stopped, nothing on the way): the longest wait first, whatever the index;
+     * both before the player. */
+    e[0].produced = e[0].consumed, e[0].waiting_since_ns = now - 50 * MS;
+    e[2].ready = 1, e[2].waiting_since_ns = now - 800 * MS;
+    tu_check(srv_sched_deadline(&e[2], now) == now - 800 * MS &&
+                 srv_sched_deadline(&e[2], now - 900 * MS) == now - 900 * MS,
+             "scheduler: a waiting session's deadline is when it began to wait (never later than "
+             "now)");
+    pick = srv_sched_pick(e, 3, now, 300 * MS, &wake);
+    tu_check(pick == 2,
+             "scheduler: of two waiting sessions the one waiting longer goes first "
+             "(picked %d, want 2)",
+             pick);
+    e[0].ready = e[1].ready = e[2].ready = 0;
     pick = srv_sched_pick(e, 3, now, 100 * MS, &wake);
     tu_check(pick == -1 && wake == UINT64_MAX, "scheduler: nobody ready -> sleep until an event");
 }

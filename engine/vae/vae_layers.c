@@ -9,7 +9,13 @@
  * im2col matrix of a block of output positions is 27 * Cin contiguous slices of the padded input
  * (one memcpy each), and the conv is one GEMM W[Cout][27 Cin] x col[27 Cin][block] per block with
  * a deep K. (27 per-tap GEMMs with K = Cin work too but are memory-bound for the narrow early and
- * tiny-config layers.) The grid's border columns collect garbage that the epilogue skips. */
+ * tiny-config layers.) The grid's border columns collect garbage that the epilogue skips.
+ *
+ * Narrow layers (Cout <= VAE_DIRECT_MAX_COUT: all of the tiny config, the head of the full one)
+ * skip the im2col copy on x86 CPUs with AVX2 and FMA: a direct kernel reads the K rows straight
+ * from the padded input at their tap offsets (an implicit GEMM) and keeps a 4-channel x 16-position
+ * output tile in registers. For these shapes the im2col memcpy and OpenBLAS's own repacking of it
+ * were more than half of the time; M = Cout is too small for a GEMM to amortise them. */
 #include <cblas.h>
 #include <math.h>
 #include <stdlib.h>
@@ -22,6 +28,8 @@
  * near the cache; the block is at least VAE_COL_MIN_BLOCK positions wide. */
 #define VAE_COL_FLOATS    ((size_t)1 << 21)
 #define VAE_COL_MIN_BLOCK 256
+/* Widest layer the direct conv kernel takes (wider ones are GEMM-shaped enough for OpenBLAS). */
+#define VAE_DIRECT_MAX_COUT 32
 /* Below this many elements of work a loop runs on one thread: a fork/join costs more, and with
  * OpenBLAS's own threads waiting on the same cores the spinning hurts (tiny configs). */
 #define VAE_PAR_MIN ((size_t)1 << 18)
@@ -124,10 +132,12 @@ static inline float silu(float v) {
     return v / (1.0f + expf(-v));
 }
 
+static int simd_supported(void);
+
 /* n (<= VAE_NORM_CHUNK) positions of C channels: dst = [silu](norm ? rms(src) * gamma : src).
  * Channel c of position j is src[c * cs_src + j] / dst[c * cs_dst + j]. */
-static void norm_chunk(const float *src, size_t cs_src, float *dst, size_t cs_dst, int C, int n,
-                       const float *gamma, int do_silu) {
+static void norm_chunk_scalar(const float *src, size_t cs_src, float *dst, size_t cs_dst, int C,
+                              int n, const float *gamma, int do_silu) {
     double s[VAE_NORM_CHUNK];
     if (gamma) {
         for (int j = 0; j < n; j++) s[j] = 0.0;
@@ -147,6 +157,106 @@ static void norm_chunk(const float *src, size_t cs_src, float *dst, size_t cs_ds
             q[j] = do_silu ? silu(v) : v;
         }
     }
+}
+
+#if (defined(__x86_64__) || defined(__i386__)) && (defined(__GNUC__) || defined(__clang__))
+#include <immintrin.h>
+#define VAE_HAVE_SIMD 1
+
+/* expf on 8 lanes (Cephes' range reduction and degree-5 polynomial, within 2 ulp of expf over the
+ * clamped range; the clamp keeps 2^n normal, so silu's exp(-v) for v > 87 is tiny, not 0/denormal).
+ */
+__attribute__((target("avx2,fma"))) static inline __m256 exp8(__m256 x) {
+    x = _mm256_min_ps(_mm256_max_ps(x, _mm256_set1_ps(-87.0f)), _mm256_set1_ps(88.0f));
+    __m256 n = _mm256_round_ps(_mm256_mul_ps(x, _mm256_set1_ps(1.44269504088896341f)),
+                               _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC);
+    __m256 r = _mm256_fnmadd_ps(n, _mm256_set1_ps(0.693359375f), x);
+    r = _mm256_fnmadd_ps(n, _mm256_set1_ps(-2.12194440e-4f), r);
+    __m256 y = _mm256_set1_ps(1.9875691500e-4f);
+    y = _mm256_fmadd_ps(y, r, _mm256_set1_ps(1.3981999507e-3f));
+    y = _mm256_fmadd_ps(y, r, _mm256_set1_ps(8.3334519073e-3f));
+    y = _mm256_fmadd_ps(y, r, _mm256_set1_ps(4.1665795894e-2f));
+    y = _mm256_fmadd_ps(y, r, _mm256_set1_ps(1.6666665459e-1f));
+    y = _mm256_fmadd_ps(y, r, _mm256_set1_ps(5.0000001201e-1f));
+    y = _mm256_fmadd_ps(y, _mm256_mul_ps(r, r), _mm256_add_ps(r, _mm256_set1_ps(1.0f)));
+    __m256i e =
+        _mm256_slli_epi32(_mm256_add_epi32(_mm256_cvtps_epi32(n), _mm256_set1_epi32(127)), 23);
+    return _mm256_mul_ps(y, _mm256_castsi256_ps(e));
+}
+
+/* norm_chunk_scalar on 8 positions at a time: the same float64 statistics and the same order of
+ * operations (so the same values up to the last bit of exp in silu). */
+__attribute__((target("avx2,fma"))) static void norm_chunk_avx2(const float *src, size_t cs_src,
+                                                                float *dst, size_t cs_dst, int C,
+                                                                int n, const float *gamma,
+                                                                int do_silu) {
+    double s[VAE_NORM_CHUNK];
+    const int n8 = n / 8 * 8;
+    if (gamma) {
+        for (int j = 0; j < n; j++) s[j] = 0.0;
+        for (int c = 0; c < C; c++) {
+            const float *p = src + (size_t)c * cs_src;
+            int j = 0;
+            for (; j < n8; j += 4) {
+                __m256d v = _mm256_cvtps_pd(_mm_loadu_ps(p + j));
+                _mm256_storeu_pd(s + j, _mm256_add_pd(_mm256_loadu_pd(s + j), _mm256_mul_pd(v, v)));
+            }
+            for (; j < n; j++) s[j] += (double)p[j] * p[j];
+        }
+        const double root_c = sqrt((double)C);
+        for (int j = 0; j < n; j++) s[j] = root_c / fmax(sqrt(s[j]), VAE_NORM_EPS);
+    }
+    const __m256 one = _mm256_set1_ps(1.0f);
+    for (int c = 0; c < C; c++) {
+        const float *p = src + (size_t)c * cs_src;
+        float *q = dst + (size_t)c * cs_dst;
+        const __m256d g = _mm256_set1_pd(gamma ? (double)gamma[c] : 1.0);
+        int j = 0;
+        for (; j < n8; j += 8) {
+            __m256 v = _mm256_loadu_ps(p + j);
+            if (gamma) {
+                __m256d lo = _mm256_cvtps_pd(_mm_loadu_ps(p + j)),
+                        hi = _mm256_cvtps_pd(_mm_loadu_ps(p + j + 4));
+                lo = _mm256_mul_pd(_mm256_mul_pd(lo, _mm256_loadu_pd(s + j)), g);
+                hi = _mm256_mul_pd(_mm256_mul_pd(hi, _mm256_loadu_pd(s + j + 4)), g);
+                v = _mm256_set_m128(_mm256_cvtpd_ps(hi), _mm256_cvtpd_ps(lo));
+            }
+            if (do_silu)
+                v = _mm256_div_ps(v,
+                                  _mm256_add_ps(one, exp8(_mm256_sub_ps(_mm256_setzero_ps(), v))));
+            _mm256_storeu_ps(q + j, v);
+        }
+        for (; j < n; j++) {
+            float v = gamma ? (float)((double)p[j] * s[j] * (double)gamma[c]) : p[j];
+            q[j] = do_silu ? silu(v) : v;
+        }
+    }
+}
+
+static int simd_supported(void) {
+    static int cached = -1; /* a pure function of the CPU: racing first calls agree */
+    if (cached < 0) {
+        __builtin_cpu_init();
+        cached = __builtin_cpu_supports("avx2") && __builtin_cpu_supports("fma");
+    }
+    return cached;
+}
+#else
+#define VAE_HAVE_SIMD 0
+static int simd_supported(void) {
+    return 0;
+}
+#endif
+
+static void norm_chunk(const float *src, size_t cs_src, float *dst, size_t cs_dst, int C, int n,
+                       const float *gamma, int do_silu) {
+#if VAE_HAVE_SIMD
+    if (simd_supported()) {
+        norm_chunk_avx2(src, cs_src, dst, cs_dst, C, n, gamma, do_silu);
+        return;
+    }
+#endif
+    norm_chunk_scalar(src, cs_src, dst, cs_dst, C, n, gamma, do_silu);
 }
 
 void vae_rms_norm(const float *x, int C, size_t npos, const float *gamma, int do_silu, float *y) {
@@ -260,14 +370,174 @@ static void conv_taps(const float *pad, int cin, int Tin, int H, int W, int kt, 
     }
 }
 
+/* ---- direct kernel (x86 AVX2 + FMA) ---------------------------------------------------------- */
+
+#if VAE_HAVE_SIMD
+#define VAE_HAVE_DIRECT 1
+
+#define DC_COB 4  /* output channels of a register tile */
+#define DC_NB  16 /* positions of a register tile: two 8-lane vectors */
+
+/* wp[cb][k][DC_COB] = w[cb * DC_COB + j][k], zero for channels past cout. */
+static void direct_pack(const float *w, int cout, size_t K, float *wp) {
+    const int nb = (cout + DC_COB - 1) / DC_COB;
+    for (int cb = 0; cb < nb; cb++)
+        for (size_t k = 0; k < K; k++)
+            for (int j = 0; j < DC_COB; j++) {
+                int co = cb * DC_COB + j;
+                wp[((size_t)cb * K + k) * DC_COB + (size_t)j] =
+                    co < cout ? w[(size_t)co * K + k] : 0;
+            }
+}
+
+/* One 4 x 16 tile: g[co][p .. p+15] for the 4 channels of block cb (only those < cout stored).
+ * Row k = tap * cin + ci of the implicit im2col is pad + ci * ldb + off[tap] + p. */
+__attribute__((target("avx2,fma"))) static void direct_tile(const float *pad, size_t ldb,
+                                                            const size_t *off, int taps, int cin,
+                                                            const float *wp, size_t p, float *g,
+                                                            size_t ldg, int nco) {
+    __m256 a00 = _mm256_setzero_ps(), a01 = a00, a10 = a00, a11 = a00, a20 = a00, a21 = a00,
+           a30 = a00, a31 = a00;
+    for (int t = 0; t < taps; t++) {
+        const float *x = pad + off[t] + p;
+        for (int ci = 0; ci < cin; ci++, x += ldb, wp += DC_COB) {
+            __m256 x0 = _mm256_loadu_ps(x), x1 = _mm256_loadu_ps(x + 8);
+            __m256 w = _mm256_broadcast_ss(wp);
+            a00 = _mm256_fmadd_ps(w, x0, a00), a01 = _mm256_fmadd_ps(w, x1, a01);
+            w = _mm256_broadcast_ss(wp + 1);
+            a10 = _mm256_fmadd_ps(w, x0, a10), a11 = _mm256_fmadd_ps(w, x1, a11);
+            w = _mm256_broadcast_ss(wp + 2);
+            a20 = _mm256_fmadd_ps(w, x0, a20), a21 = _mm256_fmadd_ps(w, x1, a21);
+            w = _mm256_broadcast_ss(wp + 3);
+            a30 = _mm256_fmadd_ps(w, x0, a30), a31 = _mm256_fmadd_ps(w, x1, a31);
+        }
+    }
+    float *r = g + p;
+    _mm256_storeu_ps(r, a00), _mm256_storeu_ps(r + 8, a01);
+    if (nco > 1) r += ldg, _mm256_storeu_ps(r, a10), _mm256_storeu_ps(r + 8, a11);
+    if (nco > 2) r += ldg, _mm256_storeu_ps(r, a20), _mm256_storeu_ps(r + 8, a21);
+    if (nco > 3) r += ldg, _mm256_storeu_ps(r, a30), _mm256_storeu_ps(r + 8, a31);
+}
+
+/* The same tile at twice the width with AVX-512 (4 x 32): broadcasts fold into the FMAs. */
+__attribute__((target("avx512f"))) static void direct_tile32(const float *pad, size_t ldb,
+                                                             const size_t *off, int taps, int cin,
+                                                             const float *wp, size_t p, float *g,
+                                                             size_t ldg, int nco) {
+    __m512 a00 = _mm512_setzero_ps(), a01 = a00, a10 = a00, a11 = a00, a20 = a00, a21 = a00,
+           a30 = a00, a31 = a00;
+    for (int t = 0; t < taps; t++) {
+        const float *x = pad + off[t] + p;
+        for (int ci = 0; ci < cin; ci++, x += ldb, wp += DC_COB) {
+            __m512 x0 = _mm512_loadu_ps(x), x1 = _mm512_loadu_ps(x + 16);
+            __m512 w = _mm512_set1_ps(wp[0]);
+            a00 = _mm512_fmadd_ps(w, x0, a00), a01 = _mm512_fmadd_ps(w, x1, a01);
+            w = _mm512_set1_ps(wp[1]);
+            a10 = _mm512_fmadd_ps(w, x0, a10), a11 = _mm512_fmadd_ps(w, x1, a11);
+            w = _mm512_set1_ps(wp[2]);
+            a20 = _mm512_fmadd_ps(w, x0, a20), a21 = _mm512_fmadd_ps(w, x1, a21);
+            w = _mm512_set1_ps(wp[3]);
+            a30 = _mm512_fmadd_ps(w, x0, a30), a31 = _mm512_fmadd_ps(w, x1, a31);
+        }
+    }
+    float *r = g + p;
+    _mm512_storeu_ps(r, a00), _mm512_storeu_ps(r + 16, a01);
+    if (nco > 1) r += ldg, _mm512_storeu_ps(r, a10), _mm512_storeu_ps(r + 16, a11);
+    if (nco > 2) r += ldg, _mm512_storeu_ps(r, a20), _mm512_storeu_ps(r + 16, a21);
+    if (nco > 3) r += ldg, _mm512_storeu_ps(r, a30), _mm512_storeu_ps(r + 16, a31);
+}
+
+static int avx512_supported(void) {
+    static int cached = -1;
+    if (cached < 0) {
+        __builtin_cpu_init();
+        cached = __builtin_cpu_supports("avx512f");
+    }
+    return cached;
+}
+
+/* Positions p0 .. N-1 (fewer than a tile) in scalar code, same summation order. */
+static void direct_tail(const float *pad, size_t ldb, const size_t *off, int taps, int cin,
+                        const float *wp, size_t p0, size_t N, float *g, size_t ldg, int nco) {
+    for (size_t p = p0; p < N; p++) {
+        float acc[DC_COB] = {0};
+        const float *wk = wp;
+        for (int t = 0; t < taps; t++)
+            for (int ci = 0; ci < cin; ci++, wk += DC_COB) {
+                const float v = pad[(size_t)ci * ldb + off[t] + p];
+                for (int j = 0; j < DC_COB; j++) acc[j] += wk[j] * v;
+            }
+        for (int j = 0; j < nco; j++) g[(size_t)j * ldg + p] = acc[j];
+    }
+}
+
+/* conv_taps without im2col; wp = direct_pack(w) (in the col scratch). */
+static void conv_direct(const float *pad, int cin, int Tin, int H, int W, int kt, const float *wp,
+                        int cout, int T, float *g) {
+    const size_t Wp = (size_t)W + 2, P = ((size_t)H + 2) * Wp, ldb = (size_t)Tin * P;
+    const size_t N = grid_positions(T, H, W), K = (size_t)kt * 9 * (size_t)cin;
+    const int wide = avx512_supported(), tile = wide ? 2 * DC_NB : DC_NB;
+    const size_t ldg = (size_t)T * P, tiles = N / (size_t)tile;
+    const int taps = kt * 9, nb = (cout + DC_COB - 1) / DC_COB;
+    size_t off[27];
+    for (int t = 0; t < taps; t++)
+        off[t] = (size_t)(t / 9) * P + (size_t)(t / 3 % 3) * Wp + (size_t)(t % 3);
+    const long work = (long)tiles * nb;
+#pragma omp parallel for schedule(static) if ((size_t)cout * K * N >= 64 * VAE_PAR_MIN)
+    for (long i = 0; i < work; i++) {
+        /* channel blocks inside: a tile's K input rows stay in cache across them */
+        const size_t p = (size_t)(i / nb) * (size_t)tile;
+        const int cb = (int)(i % nb),
+                  nco = cout - cb * DC_COB < DC_COB ? cout - cb * DC_COB : DC_COB;
+        const float *w = wp + (size_t)cb * K * DC_COB;
+        float *gc = g + (size_t)cb * DC_COB * ldg;
+        if (wide)
+            direct_tile32(pad, ldb, off, taps, cin, w, p, gc, ldg, nco);
+        else
+            direct_tile(pad, ldb, off, taps, cin, w, p, gc, ldg, nco);
+    }
+    size_t p = tiles * (size_t)tile; /* the rest: 16-wide tiles, then scalar */
+    for (int cb = 0; cb < nb; cb++) {
+        const int nco = cout - cb * DC_COB < DC_COB ? cout - cb * DC_COB : DC_COB;
+        const float *w = wp + (size_t)cb * K * DC_COB;
+        float *gc = g + (size_t)cb * DC_COB * ldg;
+        size_t q = p;
+        for (; q + DC_NB <= N; q += DC_NB)
+            direct_tile(pad, ldb, off, taps, cin, w, q, gc, ldg, nco);
+        direct_tail(pad, ldb, off, taps, cin, w, q, N, gc, ldg, nco);
+    }
+}
+#else
+#define VAE_HAVE_DIRECT 0
+#endif
+
+/* Whether a padded-grid conv with cout outputs takes the direct kernel. */
+static int use_direct(int cout) {
+    return cout <= VAE_DIRECT_MAX_COUT && simd_supported();
+}
+
+/* The padded-grid conv: direct kernel or im2col + GEMM. col: the COL scratch. */
+static void conv_grid(const float *pad, int cin, int Tin, int H, int W, int kt, const float *w,
+                      int cout, int T, float *g, float *col) {
+#if VAE_HAVE_DIRECT
+    if (use_direct(cout)) {
+        direct_pack(w, cout, (size_t)kt * 9 * (size_t)cin, col);
+        conv_direct(pad, cin, Tin, H, W, kt, col, cout, T, g);
+        return;
+    }
+#endif
+    conv_taps(pad, cin, Tin, H, W, kt, w, cout, T, g, col);
+}
+
 /* Declares the scratch of a padded-grid conv. */
 static int conv_require(vae_ws *ws, int cin, int Tin, int H, int W, int kt, int cout, int T,
                         char *err, size_t errlen) {
     const size_t P = ((size_t)H + 2) * ((size_t)W + 2), K = (size_t)kt * 9 * (size_t)cin;
     int rc = vae_ws_require(ws, VAE_WS_PAD, (size_t)cin * (size_t)Tin * P, err, errlen);
     if (!rc) rc = vae_ws_require(ws, VAE_WS_GOUT, (size_t)cout * (size_t)T * P, err, errlen);
-    if (!rc)
-        rc = vae_ws_require(ws, VAE_WS_COL, K * col_block(K, grid_positions(T, H, W)), err, errlen);
+    /* the direct kernel keeps its packed weights there: K x Cout rounded up to 4 */
+    size_t col = K * col_block(K, grid_positions(T, H, W)), packed = K * ((size_t)cout + 3);
+    if (!rc) rc = vae_ws_require(ws, VAE_WS_COL, col > packed ? col : packed, err, errlen);
     return rc;
 }
 
@@ -301,7 +571,7 @@ int vae_conv3d(vae_ws *ws, const float *x, vae_prep prep, const float *gamma, in
     load_history(pad, Tin, slot, cin, H, W);
     int norm = prep == VAE_PREP_NORM_SILU;
     prep_frames(pad, Tin, 2, x, cin, T, H, W, norm ? gamma : NULL, norm);
-    conv_taps(pad, cin, Tin, H, W, 3, w, cout, T, g, ws->buf[VAE_WS_COL]);
+    conv_grid(pad, cin, Tin, H, W, 3, w, cout, T, g, ws->buf[VAE_WS_COL]);
     if (slot) save_history(pad, Tin, slot, cin, H, W);
     unpack(g, cout, T, H, W, b, res, y);
     return 0;
@@ -450,7 +720,7 @@ int vae_up_conv(vae_ws *ws, const vae_item *it, const float *x, int T, int H, in
             for (int q = 0; q < W2; q++) row[q + 1] = s[q / 2];
         }
     }
-    conv_taps(pad, C, T, H2, W2, 1, it->rs_w, it->cout, T, ws->buf[VAE_WS_GOUT],
+    conv_grid(pad, C, T, H2, W2, 1, it->rs_w, it->cout, T, ws->buf[VAE_WS_GOUT],
               ws->buf[VAE_WS_COL]);
     unpack(ws->buf[VAE_WS_GOUT], it->cout, T, H2, W2, it->rs_b, NULL, y);
     return 0;

@@ -79,8 +79,11 @@ int h_server_start(h_server *s, const char *bin, const char *const *args) {
     snprintf(s->log_path, sizeof s->log_path, "%s/server.log", s->dir);
     const char *argv[64];
     int n = 0;
+    /* WM_ITEST_LOG_LEVEL=debug: the server's per-block scheduling lines, to see why a rate
+     * check failed. */
+    const char *level = getenv("WM_ITEST_LOG_LEVEL") ? getenv("WM_ITEST_LOG_LEVEL") : "info";
     const char *base[] = {bin, "--port", "0", "--bind", "127.0.0.1", "--model", "synthetic:tiny",
-                          "--log-level", "info"};
+                          "--log-level", level};
     for (size_t i = 0; i < sizeof base / sizeof *base; i++) argv[n++] = base[i];
     for (int i = 0; args && args[i] && n < 62; i++) argv[n++] = args[i];
     argv[n] = NULL;
@@ -146,6 +149,7 @@ void h_server_stop(h_server *s) {
     if (s->log_fd > 0) close(s->log_fd);
     s->log_fd = 0;
     if (s->dir[0]) {
+        s->lws_errors = h_server_log_count(s, " error lws ");
         unlink(s->log_path);
         rmdir(s->dir);
         s->dir[0] = '\0';

@@ -29,6 +29,7 @@ typedef struct h_server {
     char dir[128];      /* private temporary folder (log file) */
     char log_path[192];
     int log_fd;
+    int lws_errors;     /* after h_server_stop: libwebsockets error lines in its log */
     char line[8192];
     size_t line_len;
     int lines;

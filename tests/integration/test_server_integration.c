@@ -105,7 +105,7 @@ typedef struct player {
     /* frames */
     int frames;
     uint64_t bytes_frames;
-    uint64_t last_n;
+    uint64_t last_n, last_blk;
     int restarts, resets_sent;
     int n_gaps;            /* a frame number not following the previous one */
     char gap_note[128];
@@ -121,6 +121,9 @@ typedef struct player {
     double t_frame[256]; /* arrival of the k-th frame received (k < 256) */
     int mark_frames;
     double mark_t;
+    /* engine time (dit + vae, as the frames report it) of each block received since mark() */
+    int n_blk_eng;
+    float blk_eng_ms[64];
     int capture;
     uint8_t *cap[CAP_GENS][CAP_FRAMES];
     size_t cap_len[CAP_GENS][CAP_FRAMES];
@@ -223,6 +226,11 @@ static void on_frame(player *p, const proto_frame *f) {
         if (*slot) memcpy(*slot, f->jpeg.data, f->jpeg.len);
         p->cap_len[p->restarts][f->frame] = f->jpeg.len;
     }
+    if (!p->frames || f->block != p->last_blk) {
+        p->blk_eng_ms[p->n_blk_eng % 64] = tm->dit_ms + tm->vae_ms;
+        p->n_blk_eng++;
+    }
+    p->last_blk = f->block;
     p->last_n = f->frame;
     if (p->frames < 256) p->t_frame[p->frames] = t;
     p->frames++;
@@ -460,6 +468,23 @@ static void mark(player *p) {
     p->mark_frames = p->frames;
     p->mark_t = h_now();
     p->max_gap_s = 0;
+    p->n_blk_eng = 0;
+}
+
+static int cmp_float(const void *a, const void *b) {
+    float x = *(const float *)a, y = *(const float *)b;
+    return (x > y) - (x < y);
+}
+
+/* Median engine time per block (s) of p's blocks since mark(), as the server reported it in the
+ * frames; 0 when none came. */
+static double block_engine_s(const player *p) {
+    int n = p->n_blk_eng < 64 ? p->n_blk_eng : 64;
+    if (!n) return 0;
+    float v[64];
+    memcpy(v, p->blk_eng_ms, (size_t)n * sizeof *v);
+    qsort(v, (size_t)n, sizeof *v, cmp_float);
+    return 1e-3 * (n % 2 ? v[n / 2] : 0.5 * (v[n / 2 - 1] + v[n / 2]));
 }
 static double rate_since_mark(const player *p) {
     double dt = h_now() - p->mark_t;
@@ -541,6 +566,10 @@ static int server_up(const char *const *args) {
 static void server_down(void) {
     players_free();
     h_server_stop(&g_server);
+    /* libwebsockets' own errors come through the server's log ("error lws msg=..."); each has
+     * meant a misuse of lws so far (e.g. killing a socket that waited for the close answer). */
+    tu_check(g_server.lws_errors == 0, "server log: %d libwebsockets error line(s) (want 0)",
+             g_server.lws_errors);
     g_srv = NULL;
 }
 
@@ -596,21 +625,65 @@ static void check_stream(const player *p, const char *what) {
  * about 0.27 s of CPU per 12-frame block (the VAE decode is most of it: see wmgen's table), so
  * on a 2-core CI machine two sessions at 25 fps would need more than the machine; at 10 fps two
  * or three fit, and a player that falls behind shows the server's fault, not the CPU's. */
+#if defined(__SANITIZE_ADDRESS__)
+#define WM_ITEST_ASAN 1
+#elif defined(__has_feature)
+#if __has_feature(address_sanitizer)
+#define WM_ITEST_ASAN 1
+#endif
+#endif
+#ifdef WM_ITEST_ASAN
+/* Under AddressSanitizer the engine is several times slower (a tiny block 0.6-1 s on 2 loaded
+ * cores): 4 fps keeps two sessions well within what it can do, so the checks still measure the
+ * server's fairness, not the sanitizer's cost. */
+#define CFPS 4
+#define CFPS_S "4"
+/* ASan's quarantine keeps freed memory resident (256 MB by default), so RSS growth under ASan
+ * says nothing about our buffers: the memory bounds are enforced in the plain build. */
+#define MEM_SLACK_KB (320L * 1024)
+#else
 #define CFPS 10
 #define CFPS_S "10"
+#define MEM_SLACK_KB 0L
+#endif
 
-/* The concurrent player kept its pace since mark(): >= 85 % of fps, no gap over 0.5 s, no error.
- * The window is stretched to 5 s at least (servicing everyone), so that one late block is not
- * a rate by itself and the aftermath of the abuse is included. */
-static void check_unaffected(const player *p, int frames0, int fps, const char *what) {
+/* The rate a player can expect when `k` sessions share the engine fairly: fps, unless the engine
+ * (at the block time the server reported in p's frames since mark(), which includes whatever else
+ * loads the machine) cannot make 12 frames per 12 / fps seconds for each of them. */
+static double fair_rate(const player *p, int fps, int k, double *block_s) {
+    double b = block_engine_s(p), engine = b > 0 ? 12.0 / (k * b) : fps;
+    *block_s = b;
+    return engine < fps ? engine : fps;
+}
+
+/* The concurrent player kept its pace since mark(): >= 85 % of its fair rate (fair_rate: fps on a
+ * machine that has the time, less on a slow or loaded one, never less than the engine's own
+ * measured pace allows), no gap over 0.5 s, or over 1.5 x k block times where the engine has less
+ * than 1.5 x the time the k sessions need (then a player can run dry and waits for the k blocks
+ * in front of its own), no error. What a misbehaving client must not do
+ * is stall the loop, hold the engine or jump the queue; each of those shows as a rate below the
+ * fair share or a long gap, whatever the machine's speed. The window is stretched to 5 s at least
+ * (servicing everyone), so that one late block is not a rate by itself and the aftermath of the
+ * abuse is included. k: sessions the scenario lets play at once (its --max-sessions). */
+static void check_unaffected_k(const player *p, int frames0, int fps, int k, const char *what) {
     while (h_now() - p->mark_t < 5.0) service(5);
-    double rate = rate_since_mark(p);
-    tu_check(!p->closed && p->n_err == 0 && rate >= 0.85 * fps && p->max_gap_s < 0.5,
-             "%s: unaffected %s: %d frames in %.1f s (%.1f fps, want >= %.1f), longest gap %.0f ms "
-             "(want < 500), %d error(s), %s",
-             p->name, what, p->frames - frames0, h_now() - p->mark_t, rate, 0.85 * fps,
-             p->max_gap_s * 1e3, p->n_err, p->closed ? "CLOSED" : "open");
+    double rate = rate_since_mark(p), b = 0, fair = fair_rate(p, fps, k, &b);
+    int tight = b > 0 && 12.0 / (k * b) < 1.5 * fps;
+    double gap_max = tight && 1.5 * k * b > 0.5 ? 1.5 * k * b : 0.5;
+    tu_check(!p->closed && p->n_err == 0 && rate >= 0.85 * fair && p->max_gap_s < gap_max,
+             "%s: unaffected %s: %d frames in %.1f s (%.1f fps, want >= 85%% of %.1f = min(fps %d, "
+             "12 frames / (%d sessions x %.0f ms median engine time a block))), longest gap %.0f ms "
+             "(want < %.0f), %d error(s), %s",
+             p->name, what, p->frames - frames0, h_now() - p->mark_t, rate, fair, fps, k, b * 1e3,
+             p->max_gap_s * 1e3, gap_max * 1e3, p->n_err, p->closed ? "CLOSED" : "open");
     check_stream(p, what);
+}
+
+/* Sessions at once in the groups with a concurrent player (their --max-sessions). */
+#define CSESSIONS 2
+
+static void check_unaffected(const player *p, int frames0, int fps, const char *what) {
+    check_unaffected_k(p, frames0, fps, CSESSIONS, what);
 }
 
 /* 1. join / play / leave ------------------------------------------------------------------------ */
@@ -716,11 +789,15 @@ static void play_variant(int vi) {
      * and from the third block on not much slower. */
     double whole = a->frames >= 45 ? 44 / (a->t_frame[44] - a->t_frame[0]) : 0;
     double steady = a->frames >= 45 ? 23 / (a->t_frame[44] - a->t_frame[21]) : 0;
-    tu_check(fps > 0 && a->frames >= 45 && steady >= floor_frac * fps && steady <= 1.1 * fps &&
+    /* not much slower than fps, or than the engine's own pace where that is slower (fair_rate) */
+    double blk = 0, fair = fair_rate(a, fps, 1, &blk);
+    tu_check(fps > 0 && a->frames >= 45 && steady >= floor_frac * fair && steady <= 1.1 * fps &&
                  whole <= 1.05 * fps,
              "A: %d frames (want >= 45: four blocks); frames 21..44 paced at %.2f fps (want %.1f .. "
-             "%.1f), frames 0..44 at %.2f fps (want <= %.2f)",
-             a->frames, steady, floor_frac * fps, 1.1 * fps, whole, 1.05 * fps);
+             "%.1f: %.0f%% of min(fps, 12 frames / %.0f ms engine time a block)), frames 0..44 at "
+             "%.2f fps (want <= %.2f)",
+             a->frames, steady, floor_frac * fair, 1.1 * fps, floor_frac * 100, blk * 1e3, whole,
+             1.05 * fps);
     check_stream(a, "four blocks");
     tu_check(a->max_seq_echo >= 3 && a->echo_ms_ok > 0,
              "A: input echo advances: newest frame seq %u of %u sent (want >= 3)", a->max_seq_echo,
@@ -947,7 +1024,7 @@ static void scenario_upload(void) {
     }
     long rss1 = h_server_mem_kb(g_srv, "VmRSS"), hwm1 = h_server_mem_kb(g_srv, "VmHWM");
     /* Decoding either would need >= 4.8 GB; 16 MiB covers allocator noise. */
-    tu_check(rss0 > 0 && rss1 - rss0 < 16384 && hwm1 - hwm0 < 16384,
+    tu_check(rss0 > 0 && rss1 - rss0 < 16384 + MEM_SLACK_KB && hwm1 - hwm0 < 16384 + MEM_SLACK_KB,
              "server memory across the bombs: VmRSS %ld -> %ld KiB, VmHWM %ld -> %ld KiB (growth "
              "under 16 MiB)",
              rss0, rss1, hwm0, hwm1);
@@ -1058,7 +1135,7 @@ static void scenario_idle(void) {
     active->ping_every = 0.5;
     pl_join(active, &(join_opts){.has_seed = 1, .seed = 2});
     player *pinger = pl_welcomed("pinger");
-    pinger->ping_every = 0.5; /* any message counts as activity */
+    pinger->ping_every = 0.5; /* pings are not play: it times out like "idle" (PROTOCOL.md) */
     pl_join(pinger, &(join_opts){.has_seed = 1, .seed = 3});
     player *silent = pl_connect("no-hello");
     player *lurker = pl_welcomed("no-join");
@@ -1085,18 +1162,22 @@ static void scenario_idle(void) {
     after = lurker->t_closed - lurker->t_last_sent;
     tu_check(lurker->closed && after >= 1.9 && after <= 4.5, "no-join: closed %.2f s after its hello",
              after);
+    /* PROTOCOL.md "ping/pong": pings do not count as activity; the idle clock restarts at joined. */
+    expect_fatal(pinger, PROTO_ERR_IDLE_TIMEOUT, 0.1, "pings every 0.5 s, no input after joined");
+    after = pinger->t_closed - pinger->t_joined;
+    tu_check(pinger->closed && after >= 1.9 && after <= 4.5 && pinger->pongs >= 2,
+             "pinger: closed %.2f s after joined although it kept pinging (%d pongs)", after,
+             pinger->pongs);
     mark(active);
     run_for(2.0);
-    tu_check(!active->closed && active->n_err == 0 && rate_since_mark(active) >= 0.85 * CFPS,
-             "active (input at 5 Hz): still playing, %.1f fps in the last 2 s (want >= "
-             "%.1f)",
-             rate_since_mark(active), 0.85 * CFPS);
-    tu_check(!pinger->closed && pinger->n_err == 0,
-             "pinger (pings every 0.5 s, no input): still open (PROTOCOL.md: any message counts as "
-             "activity); %s %d",
-             pinger->closed ? "closed with" : "open,", pinger->closed ? pinger->close_code : 0);
+    double b = 0, fair = fair_rate(active, CFPS, 3, &b);
+    tu_check(!active->closed && active->n_err == 0 && rate_since_mark(active) >= 0.85 * fair,
+             "active (input at 5 Hz): still playing, %.1f fps in the last 2 s (want >= 85%% of "
+             "%.1f, its fair rate: engine %.0f ms a block)",
+             rate_since_mark(active), fair, b * 1e3);
     double n = h_server_metric(g_srv, "wmserve_errors_total{code=\"idle_timeout\"}");
-    tu_check(n == 3, "metrics: errors_total{idle_timeout} %g (want 3)", n);
+    tu_check(n == 4, "metrics: errors_total{idle_timeout} %g (want 4: idle, no-hello, no-join, "
+                     "pinger)", n);
     server_down();
 }
 
@@ -1493,7 +1574,7 @@ static void scenario_limits(void) {
         h_rawws_abort(&r, 0);
     }
     long rss1 = h_server_mem_kb(g_srv, "VmRSS"), hwm1 = h_server_mem_kb(g_srv, "VmHWM");
-    tu_check(rss1 - rss0 < 8192 && hwm1 - hwm0 < 8192,
+    tu_check(rss1 - rss0 < 8192 + MEM_SLACK_KB && hwm1 - hwm0 < 8192 + MEM_SLACK_KB,
              "server memory across the oversized messages: VmRSS %ld -> %ld KiB, VmHWM %ld -> %ld KiB "
              "(growth under 8 MiB)",
              rss0, rss1, hwm0, hwm1);
@@ -1602,7 +1683,7 @@ static void slow_frames_phase(void) {
     /* 8 MiB: several times what S was due in the window, so keeping its frames would not cross it
      * by itself; the precise evidence is the drop count and the buffer gauge below. This bound
      * catches growth per frame produced or per byte not sent beyond the frames themselves. */
-    tu_check(w.rss_max - w.rss0 < 8192,
+    tu_check(w.rss_max - w.rss0 < 8192 + MEM_SLACK_KB,
              "server VmRSS over %.0f s: %ld -> max %ld KiB (+%ld KiB, want < 8 MiB; S was due %llu "
              "KiB meanwhile)",
              window, w.rss0, w.rss_max, w.rss_max - w.rss0, (unsigned long long)s_would);
@@ -1760,10 +1841,19 @@ static void slow_replies_phase(void) {
         if (mw.rss_max > rss_max) rss_max = mw.rss_max;
     }
     double conns = h_server_metric(g_srv, "wmserve_connections_active");
-    tu_check(ok && sent >= 20000 && got >= sent && rss_max - rss0 < 4096,
-             "R: %d pings sent in %.1f s without reading a byte, %g read by the server; server VmRSS "
-             "%ld -> max %ld KiB (+%ld KiB, want < 4 MiB; the unanswered pongs alone would be %d KiB)",
-             sent, dt, got, rss0, rss_max, rss_max - rss0, sent * 31 / 1024);
+    /* Either the server read every ping (answering only while its control queue has room), or,
+     * once R's unread pongs fill the socket, libwebsockets stops reading R until it can write
+     * again: backpressure, R's own sends then block. Both keep the memory bounded; which one
+     * happens depends on how the reads and writes interleave on the machine. */
+    int backpressure = got < sent && dt > 1.0;
+    tu_check(ok && sent >= 20000 && (got >= sent || backpressure) &&
+                 rss_max - rss0 < 4096 + MEM_SLACK_KB,
+             "R: %d pings sent in %.1f s without reading a byte, %g read by the server (%s); server "
+             "VmRSS %ld -> max %ld KiB (+%ld KiB, want < 4 MiB; the unanswered pongs alone would be "
+             "%d KiB)",
+             sent, dt, got,
+             got >= sent ? "all" : backpressure ? "then it stopped reading R: backpressure" : "lost?",
+             rss0, rss_max, rss_max - rss0, sent * 31 / 1024);
     printf("  (R afterwards: connections_active %g, %s)\n", conns,
            conns == 1 ? "the server closed R" : "R still connected");
     check_unaffected(pl, f0, CFPS, "beside a client flooding pings without reading");
