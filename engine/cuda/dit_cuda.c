@@ -22,6 +22,7 @@
 #include "engine/cuda/gemm.h"
 #include "engine/cuda/noise_cuda.h"
 #include "engine/noise.h"
+#include "graphs/block_graph.h"
 
 typedef wmcuda_bf16 bf16;
 
@@ -71,6 +72,8 @@ struct wmcuda_dit {
     cudaStream_t stream;
     float tau[ENG_MAX_STEPS], sigma[ENG_MAX_STEPS];
     cudaEvent_t fwd_ev[2 * (ENG_MAX_STEPS + 1)];
+    cudaEvent_t blk_ev[2]; /* around a whole block, replayed or eager */
+    int blocks_warm;       /* a block ran eagerly: the GEMM table holds every block shape */
     /* profiler */
     int prof_on, prof_n;
     cudaEvent_t prof_ev[PROF_EVENTS];
@@ -367,6 +370,7 @@ static int model_init(wmcuda_dit *m, const eng_weights *w) {
     TRY(wmcuda_rope_action_create(&m->arope, c->action_rope_dims[0], c->action_rope_theta,
                                   m->pmax, m->err, sizeof m->err));
     for (int i = 0; i < 2 * (ENG_MAX_STEPS + 1); i++) CK(cudaEventCreate(&m->fwd_ev[i]));
+    for (int i = 0; i < 2; i++) CK(cudaEventCreate(&m->blk_ev[i]));
 
     placer p = {.m = m};
     place_weights(&p, w, NULL);
@@ -422,6 +426,8 @@ void wmcuda_dit_destroy(wmcuda_dit *m) {
         if (m->prof_ev[i]) cudaEventDestroy(m->prof_ev[i]);
     for (int i = 0; i < 2 * (ENG_MAX_STEPS + 1); i++)
         if (m->fwd_ev[i]) cudaEventDestroy(m->fwd_ev[i]);
+    for (int i = 0; i < 2; i++)
+        if (m->blk_ev[i]) cudaEventDestroy(m->blk_ev[i]);
     cudaFree(m->f32);
     cudaFree(m->warena);
     wmcuda_rope3d_destroy(&m->rope);
@@ -436,6 +442,18 @@ size_t wmcuda_dit_device_bytes(const wmcuda_dit *m) { return m->device_bytes; }
 void *wmcuda_dit_stream(const wmcuda_dit *m) { return (void *)m->stream; }
 
 /* ---- session --------------------------------------------------------------------------------------- */
+
+/* Everything in a block that changes from block to block, in one small struct: the host fills a
+ * pinned copy (stage_block), the block's first node copies it to the device, and every kernel
+ * that needs a per-block value reads it there. The launches of every block are then the same, so
+ * one captured graph serves them all (graphs/README.md). */
+typedef struct block_params {
+    int64_t pos0;                            /* RoPE position of the block's first frame */
+    uint32_t block;                          /* the noise streams' block counter */
+    uint32_t pad_;
+    int slot[WMCUDA_DIT_MAX_SLOTS];          /* cache slot of each of the block's frames */
+    unsigned char vis[WMCUDA_PARAM_BYTES];   /* [T][cap] slot visibility of each query frame */
+} block_params;
 
 typedef struct layer_cache {
     bf16 *k, *v;   /* [cap][S][D], keys after RMSNorm and RoPE */
@@ -475,13 +493,21 @@ struct wmcuda_dit_session {
     bf16 *headm;                 /* [T][2 D] head shift, scale */
     float *clip;                 /* [clip_tokens][clip_dim] */
     bf16 *ctx_a, *ctx_b;         /* [clip_tokens][max(clip_dim, D)] */
-    unsigned char *vis;          /* [T][cap] slot visibility of the current forward */
+    block_params *bp;            /* the current block's values, read by the kernels */
     /* the block's latents and inputs */
     float *x, *x0, *v, *eps;     /* [16][T][H][W] */
     float *cond;                 /* [20][T][H][W] */
     float *mwin;                 /* [T][2P] */
     void *arena;
     size_t arena_bytes;
+    /* pinned staging: the host writes it before a block, the block's first nodes copy it in */
+    void *pinned;
+    block_params *hp;
+    float *h_cond, *h_mwin, *h_kb, *h_lat;
+    /* the block as a graph (graphs/block_graph.h); use_graphs -1: as WM_GRAPHS says */
+    wmgraph_block *graph;
+    int use_graphs;
+    wmcuda_dit_block_stats last;
 };
 
 typedef struct carver {
@@ -552,7 +578,7 @@ static size_t session_layout(wmcuda_dit_session *s, char *base) {
     CARVE(&cv, s->clip, N * (size_t)c->clip_dim);
     CARVE(&cv, s->ctx_a, N * cw);
     CARVE(&cv, s->ctx_b, N * cw);
-    CARVE(&cv, s->vis, T * cap);
+    CARVE(&cv, s->bp, 1);
     CARVE(&cv, s->x, (size_t)c->out_dim * T * HW);
     CARVE(&cv, s->x0, (size_t)c->out_dim * T * HW);
     CARVE(&cv, s->v, (size_t)c->out_dim * T * HW);
@@ -576,6 +602,30 @@ static int session_clear(wmcuda_dit_session *s) {
     return 0;
 }
 
+/* Pinned host staging for one block's inputs, per-block values and latents (one allocation). */
+static int session_staging(wmcuda_dit_session *s) {
+    wmcuda_dit *m = s->m;
+    const eng_config *c = &m->cfg;
+    const size_t T = (size_t)m->T, HW = (size_t)c->lat_h * c->lat_w;
+    const size_t ncond = (size_t)(c->in_dim - c->out_dim) * T * HW, nlat = (size_t)c->out_dim * T * HW;
+    const size_t nm = T * 2 * (size_t)m->P, nk = T * (size_t)m->P * (size_t)c->keyboard_dim_in;
+    carver cv = {NULL, 0};
+    for (int pass = 0; pass < 2; pass++) {
+        cv.used = 0;
+        CARVE(&cv, s->hp, 1);
+        CARVE(&cv, s->h_cond, ncond);
+        CARVE(&cv, s->h_mwin, nm);
+        CARVE(&cv, s->h_kb, nk);
+        CARVE(&cv, s->h_lat, nlat);
+        if (pass == 0) {
+            CK(cudaHostAlloc(&s->pinned, cv.used, cudaHostAllocDefault));
+            cv.base = s->pinned;
+        }
+    }
+    memset(s->pinned, 0, cv.used);
+    return 0;
+}
+
 int wmcuda_dit_session_create(wmcuda_dit *m, uint64_t seed, uint32_t session_id,
                               wmcuda_dit_session **out, char *err, size_t errlen) {
     *out = NULL;
@@ -592,7 +642,10 @@ int wmcuda_dit_session_create(wmcuda_dit *m, uint64_t seed, uint32_t session_id,
         return report(m, failf(m, -(int)e, msg), err, errlen);
     }
     session_layout(s, s->arena);
-    const int rc = session_clear(s);
+    s->use_graphs = -1;
+    int rc = session_staging(s);
+    if (!rc) rc = wmgraph_block_create(m->stream, &s->graph, m->err, sizeof m->err);
+    if (!rc) rc = session_clear(s);
     if (rc) {
         wmcuda_dit_session_destroy(s);
         return report(m, rc, err, errlen);
@@ -604,6 +657,8 @@ int wmcuda_dit_session_create(wmcuda_dit *m, uint64_t seed, uint32_t session_id,
 void wmcuda_dit_session_destroy(wmcuda_dit_session *s) {
     if (!s) return;
     cudaStreamSynchronize(s->m->stream);
+    wmgraph_block_destroy(s->graph);
+    cudaFreeHost(s->pinned);
     cudaFree(s->arena);
     free(s);
 }
@@ -704,15 +759,6 @@ static int norm_affine(wmcuda_dit_session *s, const bf16 *gamma, const bf16 *bet
 
 static int64_t slot_of(const wmcuda_dit *m, int64_t frame) { return frame % m->cap; }
 
-/* Frame f of the forward and the frames after it whose slots follow its slot in the ring: *n of
- * them (a block occupies one stretch, or two where it wraps around the ring's end). */
-static int64_t slot_run(const wmcuda_dit *m, int64_t frame0, int f, int *n) {
-    const int64_t slot = slot_of(m, frame0 + f);
-    *n = 1;
-    while (f + *n < m->T && slot_of(m, frame0 + f + *n) == slot + *n) (*n)++;
-    return slot;
-}
-
 /* The forward's frames take their slots before attention reads the store; then vis[f][j] = slot
  * j holds a frame inside the window of query frame f, [max(0, b + T - W), b + T - 1] with b the
  * block's first frame (dit_cpu.c build_visibility). Attention walks all W slots and skips the
@@ -780,8 +826,7 @@ int wmcuda_dit_prepare_cross(wmcuda_dit_session *s, const float *clip, char *err
 
 /* ---- self-attention (4.5 a-f) --------------------------------------------------------------------- */
 
-static int self_attention(wmcuda_dit_session *s, int i, const bf16 *mod, int64_t frame0,
-                          int64_t pos0) {
+static int self_attention(wmcuda_dit_session *s, int i, const bf16 *mod) {
     wmcuda_dit *m = s->m;
     const eng_config *c = &m->cfg;
     const dev_layer *l = &m->layers[i];
@@ -793,20 +838,20 @@ static int self_attention(wmcuda_dit_session *s, int i, const bf16 *mod, int64_t
     prof_mark(m, WMCUDA_DIT_PROF_PROJ);
     TRY(linear(m, s->h, L, D, l->q_w, l->q_b, D, s->q, WMCUDA_EPI_NONE));
     TRY(linear(m, s->h, L, D, l->k_w, l->k_b, D, s->k, WMCUDA_EPI_NONE));
-    for (int f = 0, n = 0; f < m->T; f += n) { /* v straight into the frames' slots */
-        const int64_t slot = slot_run(m, frame0, f, &n);
-        TRY(linear(m, s->h + f * fsz, n * S, D, l->v_w, l->v_b, D, lc->v + slot * fsz,
-                   WMCUDA_EPI_NONE));
-    }
+    /* v through s->o (free until the attention writes it) into the frames' slots */
+    TRY(linear(m, s->h, L, D, l->v_w, l->v_b, D, s->o, WMCUDA_EPI_NONE));
+    TRY(wmcuda_scatter_slots_bf16(s->o, (size_t)D, lc->v, (size_t)D, D, S, m->T, s->bp->slot, fsz,
+                                  m->stream));
     prof_mark(m, WMCUDA_DIT_PROF_NORM);
-    TRY(wmcuda_rmsnorm_rope3d(s->q, s->q, L, D, c->eps, l->norm_q, &m->rope, pos0, m->stream));
-    for (int f = 0, n = 0; f < m->T; f += n) { /* normalised, rotated k into the slots */
-        const int64_t slot = slot_run(m, frame0, f, &n);
-        TRY(wmcuda_rmsnorm_rope3d(s->k + f * fsz, lc->k + slot * fsz, n * S, D, c->eps, l->norm_k,
-                                  &m->rope, pos0 + f, m->stream));
-    }
+    TRY(wmcuda_rmsnorm_rope3d_at(s->q, s->q, L, D, c->eps, l->norm_q, &m->rope, &s->bp->pos0, 0,
+                                 m->stream));
+    /* normalised, rotated k in place, then into the slots */
+    TRY(wmcuda_rmsnorm_rope3d_at(s->k, s->k, L, D, c->eps, l->norm_k, &m->rope, &s->bp->pos0, 0,
+                                 m->stream));
+    TRY(wmcuda_scatter_slots_bf16(s->k, (size_t)D, lc->k, (size_t)D, D, S, m->T, s->bp->slot, fsz,
+                                  m->stream));
     prof_mark(m, WMCUDA_DIT_PROF_SELF_ATTN);
-    TRY(attention(s, s->q, lc->k, lc->v, m->cap, S, fsz, s->vis, s->o));
+    TRY(attention(s, s->q, lc->k, lc->v, m->cap, S, fsz, s->bp->vis, s->o));
     prof_mark(m, WMCUDA_DIT_PROF_PROJ);
     TRY(linear(m, s->o, L, D, l->o_w, l->o_b, D, s->y, WMCUDA_EPI_NONE));
     leave_residual(s, mod + 2 * D);
@@ -838,7 +883,7 @@ static int cross_attention(wmcuda_dit_session *s, int i) {
 
 /* ---- action module (section 6) ---------------------------------------------------------------------- */
 
-static int mouse_branch(wmcuda_dit_session *s, int i, int64_t frame0, int64_t pos0) {
+static int mouse_branch(wmcuda_dit_session *s, int i) {
     wmcuda_dit *m = s->m;
     const eng_config *c = &m->cfg;
     const dev_action *a = &m->layers[i].act;
@@ -861,20 +906,18 @@ static int mouse_branch(wmcuda_dit_session *s, int i, int64_t frame0, int64_t po
     TRY(wmcuda_layernorm_bf16in(s->mg2, s->mg2, L, Hm, 1e-5f, a->mm3_w, a->mm3_b, m->stream));
     TRY(linear(m, s->mg2, L, Hm, a->t_qkv, NULL, 3 * Hm, s->mqkv, WMCUDA_EPI_NONE));
     /* per-head RMS without gain (10.3) and the action RoPE; k and v of each frame to its slot */
-    TRY(wmcuda_rms_heads_rope_action(s->mqkv, ld, s->mqkv, ld, L, heads, hd, 1e-6f, &m->arope, S,
-                                     pos0, m->stream));
-    for (int f = 0, n = 0; f < m->T; f += n) { /* frames whose slots follow each other: at once */
-        const int64_t slot = slot_run(m, frame0, f, &n);
-        const bf16 *kf = s->mqkv + (size_t)f * S * ld + Hm, *vf = kf + Hm;
-        TRY(wmcuda_rms_heads_rope_action(kf, ld, lc->mk + slot * fsz, Hm, n * S, heads, hd, 1e-6f,
-                                         &m->arope, S, pos0 + f, m->stream));
-        CK(cudaMemcpy2DAsync(lc->mv + slot * fsz, (size_t)Hm * sizeof(bf16), vf,
-                             (size_t)ld * sizeof(bf16), (size_t)Hm * sizeof(bf16), (size_t)n * S,
-                             cudaMemcpyDeviceToDevice, m->stream));
-    }
+    TRY(wmcuda_rms_heads_rope_action_at(s->mqkv, ld, s->mqkv, ld, L, heads, hd, 1e-6f, &m->arope,
+                                        S, &s->bp->pos0, 0, m->stream));
+    /* k (through s->mg, free by now) and v of each frame into its slot */
+    TRY(wmcuda_rms_heads_rope_action_at(s->mqkv + Hm, ld, s->mg, Hm, L, heads, hd, 1e-6f,
+                                        &m->arope, S, &s->bp->pos0, 0, m->stream));
+    TRY(wmcuda_scatter_slots_bf16(s->mg, (size_t)Hm, lc->mk, (size_t)Hm, Hm, S, m->T, s->bp->slot,
+                                  fsz, m->stream));
+    TRY(wmcuda_scatter_slots_bf16(s->mqkv + 2 * Hm, (size_t)ld, lc->mv, (size_t)Hm, Hm, S, m->T,
+                                  s->bp->slot, fsz, m->stream));
     /* per spatial position: the frame's query over that position's visible frames */
     prof_mark(m, WMCUDA_DIT_PROF_ACTION_ATTN);
-    TRY(wmcuda_action_attention(s->mqkv, ld, lc->mk, lc->mv, fsz, (size_t)Hm, m->cap, s->vis, L,
+    TRY(wmcuda_action_attention(s->mqkv, ld, lc->mk, lc->mv, fsz, (size_t)Hm, m->cap, s->bp->vis, L,
                                 S, heads, hd, (float)(1.0 / sqrt((double)hd)), s->ao, Hm,
                                 m->stream));
     prof_mark(m, WMCUDA_DIT_PROF_MOUSE);
@@ -883,7 +926,7 @@ static int mouse_branch(wmcuda_dit_session *s, int i, int64_t frame0, int64_t po
     return 0;
 }
 
-static int keyboard_branch(wmcuda_dit_session *s, int i, int64_t frame0, int64_t pos0) {
+static int keyboard_branch(wmcuda_dit_session *s, int i) {
     wmcuda_dit *m = s->m;
     const eng_config *c = &m->cfg;
     const dev_action *a = &m->layers[i].act;
@@ -896,15 +939,13 @@ static int keyboard_branch(wmcuda_dit_session *s, int i, int64_t frame0, int64_t
     TRY(wmcuda_silu_bf16(s->kbh, s->kbh, (size_t)T * P * E, m->stream));
     TRY(linear(m, s->kbh, T * P, E, a->kb2_w, a->kb2_b, E, s->kbe, WMCUDA_EPI_NONE));
     TRY(linear(m, s->kbe, T, P * E, a->kb_attn_kv, NULL, 2 * Hk, s->kbkv, WMCUDA_EPI_NONE));
-    for (int f = 0, n = 0; f < T; f += n) { /* frames whose slots follow each other: at once */
-        const int64_t slot = slot_run(m, frame0, f, &n);
-        const bf16 *kf = s->kbkv + (size_t)f * 2 * Hk;
-        TRY(wmcuda_rms_heads_rope_action(kf, 2 * Hk, lc->kk + slot * Hk, Hk, n, heads, hd, 1e-6f,
-                                         &m->arope, 1, pos0 + f, m->stream));
-        CK(cudaMemcpy2DAsync(lc->kv + slot * Hk, (size_t)Hk * sizeof(bf16), kf + Hk,
-                             (size_t)2 * Hk * sizeof(bf16), (size_t)Hk * sizeof(bf16), (size_t)n,
-                             cudaMemcpyDeviceToDevice, m->stream));
-    }
+    /* each frame's key (through s->aq, free until the queries) and value into its slot */
+    TRY(wmcuda_rms_heads_rope_action_at(s->kbkv, 2 * Hk, s->aq, Hk, T, heads, hd, 1e-6f, &m->arope,
+                                        1, &s->bp->pos0, 0, m->stream));
+    TRY(wmcuda_scatter_slots_bf16(s->aq, (size_t)Hk, lc->kk, (size_t)Hk, Hk, 1, T, s->bp->slot,
+                                  (size_t)Hk, m->stream));
+    TRY(wmcuda_scatter_slots_bf16(s->kbkv + Hk, (size_t)2 * Hk, lc->kv, (size_t)Hk, Hk, 1, T,
+                                  s->bp->slot, (size_t)Hk, m->stream));
     /* queries from the mouse-updated activations (10.9) */
     if (s->pend && !s->pend_gate) { /* the mouse branch's update, in the same pass */
         s->pend = 0;
@@ -914,11 +955,11 @@ static int keyboard_branch(wmcuda_dit_session *s, int i, int64_t frame0, int64_t
         TRY(wmcuda_convert_f32_to_bf16(s->xres, s->h, (size_t)L * D, m->stream));
     }
     TRY(linear(m, s->h, L, D, a->mouse_attn_q, NULL, Hk, s->aq, WMCUDA_EPI_NONE));
-    TRY(wmcuda_rms_heads_rope_action(s->aq, Hk, s->aq, Hk, L, heads, hd, 1e-6f, &m->arope, S, pos0,
-                                     m->stream));
+    TRY(wmcuda_rms_heads_rope_action_at(s->aq, Hk, s->aq, Hk, L, heads, hd, 1e-6f, &m->arope, S,
+                                        &s->bp->pos0, 0, m->stream));
     /* every token over the visible keyboard tokens (one key set per frame) */
     prof_mark(m, WMCUDA_DIT_PROF_ACTION_ATTN);
-    TRY(wmcuda_action_attention(s->aq, Hk, lc->kk, lc->kv, (size_t)Hk, 0, m->cap, s->vis, L, S,
+    TRY(wmcuda_action_attention(s->aq, Hk, lc->kk, lc->kv, (size_t)Hk, 0, m->cap, s->bp->vis, L, S,
                                 heads, hd, (float)(1.0 / sqrt((double)hd)), s->ao, Hk, m->stream));
     prof_mark(m, WMCUDA_DIT_PROF_KEYBOARD);
     TRY(linear(m, s->ao, L, Hk, a->proj_keyboard, NULL, D, s->y, WMCUDA_EPI_NONE));
@@ -946,12 +987,10 @@ static int ffn(wmcuda_dit_session *s, int i, const bf16 *mod) {
 
 /* x: device latents [16][T][H][W]; the block's cond and windows are on the device already
  * (upload_block_inputs). Writes the frames' K/V into their slots and v into s->v. */
-static int forward_dev(wmcuda_dit_session *s, int64_t frame0, int64_t rope_base, const float *t,
-                       const float *x) {
+static int forward_dev(wmcuda_dit_session *s, const float *t, const float *x) {
     wmcuda_dit *m = s->m;
     const eng_config *c = &m->cfg;
     const int T = m->T, D = c->dim, L = m->L, pd = 4 * c->in_dim;
-    const int64_t pos0 = frame0 - rope_base;
     s->pend = 0; /* nothing carried over from a forward that failed half-way */
 
     prof_mark(m, WMCUDA_DIT_PROF_EMBED);
@@ -961,17 +1000,13 @@ static int forward_dev(wmcuda_dit_session *s, int64_t frame0, int64_t rope_base,
                           WMCUDA_EPI_NONE, m->stream));
     TRY(time_path(s, t));
 
-    unsigned char vis[WMCUDA_PARAM_BYTES];
-    take_slots(s, frame0, vis);
-    TRY(wmcuda_upload_param(s->vis, vis, (size_t)T * m->cap, m->stream));
-
     for (int i = 0; i < c->num_layers; i++) {
         const bf16 *mod = s->mod + (size_t)i * T * 6 * D; /* [T][6][D] */
-        TRY(self_attention(s, i, mod, frame0, pos0));
+        TRY(self_attention(s, i, mod));
         TRY(cross_attention(s, i));
         if (m->layers[i].has_action) {
-            if (c->enable_mouse) TRY(mouse_branch(s, i, frame0, pos0));
-            TRY(keyboard_branch(s, i, frame0, pos0));
+            if (c->enable_mouse) TRY(mouse_branch(s, i));
+            TRY(keyboard_branch(s, i));
         }
         TRY(ffn(s, i, mod));
     }
@@ -985,33 +1020,54 @@ static int forward_dev(wmcuda_dit_session *s, int64_t frame0, int64_t rope_base,
     return 0;
 }
 
-/* The block's conditioning slice and action windows, from the caller's host buffers. */
-static int upload_block_inputs(wmcuda_dit_session *s, const float *cond, const float *mouse_win,
-                               const float *kb_win) {
+static size_t latent_floats(const wmcuda_dit *m) {
+    return (size_t)m->cfg.out_dim * (size_t)m->T * (size_t)m->cfg.lat_h * (size_t)m->cfg.lat_w;
+}
+
+/* Host side, before a block (or a lone forward): the caller's conditioning slice and action
+ * windows into the pinned staging, and the block's per-block values (the frames take their slots
+ * here, in the host's slot map). */
+static void stage_block(wmcuda_dit_session *s, int64_t frame0, int64_t rope_base, const float *cond,
+                        const float *mouse_win, const float *kb_win) {
     wmcuda_dit *m = s->m;
     const eng_config *c = &m->cfg;
     const size_t T = (size_t)m->T, HW = (size_t)c->lat_h * c->lat_w, TP = T * (size_t)m->P;
-    CK(cudaMemcpyAsync(s->cond, cond, (size_t)(c->in_dim - c->out_dim) * T * HW * sizeof(float),
+    memcpy(s->h_cond, cond, (size_t)(c->in_dim - c->out_dim) * T * HW * sizeof(float));
+    if (c->enable_mouse) memcpy(s->h_mwin, mouse_win, (size_t)(m->U - c->dim) * T * sizeof(float));
+    memcpy(s->h_kb, kb_win, TP * (size_t)c->keyboard_dim_in * sizeof(float));
+    block_params *p = s->hp;
+    memset(p, 0, sizeof *p);
+    take_slots(s, frame0, p->vis);
+    p->pos0 = frame0 - rope_base;
+    p->block = (uint32_t)(frame0 / m->T);
+    for (int f = 0; f < m->T; f++) p->slot[f] = (int)slot_of(m, frame0 + f);
+}
+
+/* Device side: the staged values and inputs, pinned -> device (a graph's first nodes). */
+static int upload_block_inputs(wmcuda_dit_session *s) {
+    wmcuda_dit *m = s->m;
+    const eng_config *c = &m->cfg;
+    const size_t T = (size_t)m->T, HW = (size_t)c->lat_h * c->lat_w, TP = T * (size_t)m->P;
+    CK(cudaMemcpyAsync(s->bp, s->hp, sizeof *s->bp, cudaMemcpyHostToDevice, m->stream));
+    CK(cudaMemcpyAsync(s->cond, s->h_cond,
+                       (size_t)(c->in_dim - c->out_dim) * T * HW * sizeof(float),
                        cudaMemcpyHostToDevice, m->stream));
     if (c->enable_mouse)
-        CK(cudaMemcpyAsync(s->mwin, mouse_win, (size_t)(m->U - c->dim) * T * sizeof(float),
+        CK(cudaMemcpyAsync(s->mwin, s->h_mwin, (size_t)(m->U - c->dim) * T * sizeof(float),
                            cudaMemcpyHostToDevice, m->stream));
-    CK(cudaMemcpyAsync(s->kbin, kb_win, TP * (size_t)c->keyboard_dim_in * sizeof(float),
+    CK(cudaMemcpyAsync(s->kbin, s->h_kb, TP * (size_t)c->keyboard_dim_in * sizeof(float),
                        cudaMemcpyHostToDevice, m->stream));
     TRY(wmcuda_pad_rows_bf16(s->kbin, (int)TP, c->keyboard_dim_in, s->kbw, m->kpad, m->stream));
     return 0;
 }
 
-static size_t latent_floats(const wmcuda_dit *m) {
-    return (size_t)m->cfg.out_dim * (size_t)m->T * (size_t)m->cfg.lat_h * (size_t)m->cfg.lat_w;
-}
-
 static int forward_host(wmcuda_dit_session *s, const wmcuda_dit_inputs *in, float *v_out) {
     wmcuda_dit *m = s->m;
     const size_t n = latent_floats(m);
+    stage_block(s, in->frame0, in->rope_base, in->cond, in->mouse_win, in->kb_win);
     CK(cudaMemcpyAsync(s->x, in->x, n * sizeof(float), cudaMemcpyHostToDevice, m->stream));
-    TRY(upload_block_inputs(s, in->cond, in->mouse_win, in->kb_win));
-    TRY(forward_dev(s, in->frame0, in->rope_base, in->t, s->x));
+    TRY(upload_block_inputs(s));
+    TRY(forward_dev(s, in->t, s->x));
     CK(cudaMemcpyAsync(v_out, s->v, n * sizeof(float), cudaMemcpyDeviceToHost, m->stream));
     CK(cudaStreamSynchronize(m->stream));
     return 0;
@@ -1106,6 +1162,72 @@ int wmcuda_dit_begin_block(wmcuda_dit_session *s, int64_t block, int64_t *rope_b
 
 /* ---- the block loop (engine/session.c, model-dit.md 7.3) --------------------------------------------------- */
 
+/* The whole block on the model's stream, eagerly or as the recording of its graph: staged values
+ * and inputs in, noise from the same Philox streams as the CPU session (the block counter read
+ * from the staged values), the K sampler steps, the context pass, the final x0 out to pinned
+ * memory. Nothing here allocates, synchronizes or reads pageable memory; the launches do not
+ * depend on the block (graphs/README.md). timed: cudaEvents around each forward (eager only). */
+static int block_body(wmcuda_dit_session *s, int timed) {
+    wmcuda_dit *m = s->m;
+    const eng_config *c = &m->cfg;
+    const int T = m->T, K = c->num_steps;
+    const size_t n = latent_floats(m);
+    const uint32_t *blk = &s->bp->block;
+    float tf[WMCUDA_TEMB_MAX_FRAMES];
+    TRY(upload_block_inputs(s));
+    TRY(wmcuda_noise_fill_at(s->x, n, s->seed, s->session_id, blk, ENG_NOISE_INITIAL, m->stream));
+    for (int k = 0; k < K; k++) {
+        for (int f = 0; f < T; f++) tf[f] = m->tau[k];
+        if (timed) CK(cudaEventRecord(m->fwd_ev[2 * k], m->stream));
+        TRY(forward_dev(s, tf, s->x));
+        if (timed) CK(cudaEventRecord(m->fwd_ev[2 * k + 1], m->stream));
+        /* x0 = x - sigma v in float64; re-noise (1 - sigma') x0 + sigma' eps in float32 */
+        TRY(wmcuda_sampler_x0(s->x, s->v, (double)m->sigma[k], s->x0, n, m->stream));
+        if (k + 1 < K) {
+            TRY(wmcuda_noise_fill_at(s->eps, n, s->seed, s->session_id, blk, (uint32_t)(k + 1),
+                                     m->stream));
+            TRY(wmcuda_sampler_renoise(s->x0, s->eps, m->sigma[k + 1], s->x, n, m->stream));
+        }
+    }
+    /* context pass: clean x0 at t = 0 rewrites this block's cache entries; output discarded */
+    for (int f = 0; f < T; f++) tf[f] = 0.0f;
+    if (timed) CK(cudaEventRecord(m->fwd_ev[2 * K], m->stream));
+    TRY(forward_dev(s, tf, s->x0));
+    if (timed) CK(cudaEventRecord(m->fwd_ev[2 * K + 1], m->stream));
+    CK(cudaMemcpyAsync(s->h_lat, s->x0, n * sizeof(float), cudaMemcpyDeviceToHost, m->stream));
+    return 0;
+}
+
+static int record_block(void *ctx) { return block_body(ctx, 0); }
+
+static int want_graphs(const wmcuda_dit_session *s) {
+    if (s->m->prof_on) return 0; /* the profiler's event brackets need eager launches */
+    return s->use_graphs >= 0 ? s->use_graphs : wmgraph_block_enabled();
+}
+
+/* Replays the session's block graph, capturing it first where it has none. The model's first block
+ * runs eagerly (run_block), which prepares every GEMM shape of a block; should a capture still
+ * meet a shape the table has not seen, this block runs eagerly instead and the next captures.
+ * *replayed: whether it did. */
+static int launch_graph(wmcuda_dit_session *s, int *replayed) {
+    wmcuda_dit *m = s->m;
+    *replayed = 0;
+    if (!wmgraph_block_ready(s->graph, 0)) {
+        char msg[256];
+        const int rc = wmgraph_block_capture(s->graph, 0, record_block, s, msg, sizeof msg);
+        if (rc == WMCUDA_ENOTPREPARED) return 0;
+        if (rc) {
+            if (rc > -10000) snprintf(m->err, sizeof m->err, "%s", msg); /* else m->err says why */
+            return rc;
+        }
+    }
+    char msg[256];
+    const int rc = wmgraph_block_launch(s->graph, 0, msg, sizeof msg);
+    if (rc) return failf(m, rc, msg);
+    *replayed = 1;
+    return 0;
+}
+
 static int run_block(wmcuda_dit_session *s, const float *cond, const float *mouse_win,
                      const float *kb_win, float *latents_out, double *fwd_ms) {
     wmcuda_dit *m = s->m;
@@ -1113,38 +1235,32 @@ static int run_block(wmcuda_dit_session *s, const float *cond, const float *mous
     const int T = m->T, K = c->num_steps;
     const size_t n = latent_floats(m);
     const int64_t frame0 = s->next_block * T;
-    const uint32_t blk = (uint32_t)s->next_block;
     int64_t rope_base = 0;
-    TRY(begin_block(s, s->next_block, &rope_base));
-    TRY(upload_block_inputs(s, cond, mouse_win, kb_win));
-    float tf[WMCUDA_TEMB_MAX_FRAMES];
-
-    TRY(wmcuda_noise_fill(s->x, n, s->seed, s->session_id, blk, ENG_NOISE_INITIAL, m->stream));
-    for (int k = 0; k < K; k++) {
-        for (int f = 0; f < T; f++) tf[f] = m->tau[k];
-        CK(cudaEventRecord(m->fwd_ev[2 * k], m->stream));
-        TRY(forward_dev(s, frame0, rope_base, tf, s->x));
-        CK(cudaEventRecord(m->fwd_ev[2 * k + 1], m->stream));
-        /* x0 = x - sigma v in float64; re-noise (1 - sigma') x0 + sigma' eps in float32 */
-        TRY(wmcuda_sampler_x0(s->x, s->v, (double)m->sigma[k], s->x0, n, m->stream));
-        if (k + 1 < K) {
-            TRY(wmcuda_noise_fill(s->eps, n, s->seed, s->session_id, blk, (uint32_t)(k + 1),
-                                  m->stream));
-            TRY(wmcuda_sampler_renoise(s->x0, s->eps, m->sigma[k + 1], s->x, n, m->stream));
-        }
+    TRY(begin_block(s, s->next_block, &rope_base)); /* the rare rebase runs eagerly, before */
+    stage_block(s, frame0, rope_base, cond, mouse_win, kb_win);
+    const double h0 = now_ms();
+    int replayed = 0;
+    CK(cudaEventRecord(m->blk_ev[0], m->stream));
+    if (want_graphs(s) && m->blocks_warm) TRY(launch_graph(s, &replayed));
+    if (!replayed) {
+        TRY(block_body(s, 1));
+        m->blocks_warm = 1;
     }
-    /* context pass: clean x0 at t = 0 rewrites this block's cache entries; output discarded */
-    for (int f = 0; f < T; f++) tf[f] = 0.0f;
-    CK(cudaEventRecord(m->fwd_ev[2 * K], m->stream));
-    TRY(forward_dev(s, frame0, rope_base, tf, s->x0));
-    CK(cudaEventRecord(m->fwd_ev[2 * K + 1], m->stream));
-    CK(cudaMemcpyAsync(latents_out, s->x0, n * sizeof(float), cudaMemcpyDeviceToHost, m->stream));
+    CK(cudaEventRecord(m->blk_ev[1], m->stream));
+    const double h1 = now_ms();
     CK(cudaStreamSynchronize(m->stream));
+    memcpy(latents_out, s->h_lat, n * sizeof(float));
+    float dev = 0.0f;
+    CK(cudaEventElapsedTime(&dev, m->blk_ev[0], m->blk_ev[1]));
     for (int k = 0; k <= K; k++) {
-        float ms = 0.0f;
-        CK(cudaEventElapsedTime(&ms, m->fwd_ev[2 * k], m->fwd_ev[2 * k + 1]));
+        float ms = dev / (float)(K + 1); /* a replay has no per-forward brackets: its share */
+        if (!replayed) CK(cudaEventElapsedTime(&ms, m->fwd_ev[2 * k], m->fwd_ev[2 * k + 1]));
         fwd_ms[k] = ms;
     }
+    s->last.graph = replayed;
+    s->last.device_ms = dev;
+    s->last.enqueue_ms = h1 - h0;
+    s->last.graph_nodes = wmgraph_block_nodes(s->graph, 0);
     s->next_block++;
     return 0;
 }
@@ -1167,6 +1283,15 @@ int wmcuda_dit_run_block(wmcuda_dit_session *s, const float *cond, const float *
     if (rc) return report(m, rc, err, errlen);
     tm.forwards = c->num_steps + 1;
     tm.total_ms = now_ms() - t0;
+    s->last.wall_ms = tm.total_ms;
     if (timings) *timings = tm;
     return 0;
+}
+
+void wmcuda_dit_session_set_graphs(wmcuda_dit_session *s, int mode) {
+    s->use_graphs = mode < 0 ? -1 : mode != 0;
+}
+
+void wmcuda_dit_last_block(const wmcuda_dit_session *s, wmcuda_dit_block_stats *out) {
+    *out = s->last;
 }

@@ -104,6 +104,27 @@ int wmcuda_dit_run_block(wmcuda_dit_session *s, const float *cond, const float *
                          char *err, size_t errlen);
 int64_t wmcuda_dit_next_block(const wmcuda_dit_session *s);
 
+/* Blocks run as one CUDA graph replay each (graphs/block_graph.h, graphs/README.md): every value
+ * that changes from block to block (noise block counter, RoPE position, the frames' cache slots,
+ * the slot visibility) is staged by the host in pinned memory and copied to a small device struct
+ * by the graph's first node, as are the conditioning slice and action windows; the final x0 comes
+ * back to pinned memory by its last node. One graph per session, captured at its first block
+ * (the model's first block ever runs eagerly to prepare the GEMM table, and captures at the
+ * next); the RoPE rebase runs eagerly before a replay when due. Eager execution runs the same
+ * body (same kernels, same order) and gives bit-identical results. mode: 1 graphs, 0 eager, -1
+ * (default) graphs unless the environment says WM_GRAPHS=0. While the profiler is on, blocks run
+ * eagerly. In a replayed block, eng_block_timings.forward_ms holds the replay's device time
+ * divided evenly between its forwards. */
+void wmcuda_dit_session_set_graphs(wmcuda_dit_session *s, int mode);
+typedef struct wmcuda_dit_block_stats {
+    int graph;          /* the last block was a graph replay (0: eager) */
+    double device_ms;   /* device time of the whole block (cudaEvents around it) */
+    double enqueue_ms;  /* host time to enqueue it: the launch, or every eager launch */
+    double wall_ms;     /* host wall time of wmcuda_dit_run_block */
+    size_t graph_nodes; /* nodes in the session's graph (0: none captured) */
+} wmcuda_dit_block_stats;
+void wmcuda_dit_last_block(const wmcuda_dit_session *s, wmcuda_dit_block_stats *out);
+
 /* Per-component device time, for benchmarks: while on, every forward brackets its parts with
  * cudaEvents on the model's stream; _read adds up the time since the last read (synchronizing
  * the stream) into ms[WMCUDA_DIT_PROF_COUNT] and starts over. The brackets cost a little time. */

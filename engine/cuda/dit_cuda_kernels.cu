@@ -137,6 +137,46 @@ extern "C" int wmcuda_upload_param(void *dst, const void *src, size_t n, void *s
     return 0;
 }
 
+/* Floor (full size, v of one layer: 2640 x 1536 bf16 read and written): 16.2 MB -> 4.8 us; moves
+ * 16-byte pieces when widths, strides and pointers allow, 2-byte elements otherwise. */
+template <typename U>
+static __global__ void __launch_bounds__(EW_THREADS)
+    scatter_slots_kernel(const U *src, size_t lds, U *dst, size_t ldd, int width, int rpf,
+                         const int *slot, size_t slot_stride, size_t total) {
+    const size_t stride = (size_t)gridDim.x * blockDim.x;
+    for (size_t i = (size_t)blockIdx.x * blockDim.x + threadIdx.x; i < total; i += stride) {
+        const size_t r = i / (size_t)width, c = i % (size_t)width;
+        const size_t f = r / (size_t)rpf, rr = r % (size_t)rpf;
+        dst[(size_t)slot[f] * slot_stride + rr * ldd + c] = src[r * lds + c];
+    }
+}
+
+extern "C" int wmcuda_scatter_slots_bf16(const wmcuda_bf16 *src, size_t lds, wmcuda_bf16 *dst,
+                                         size_t ldd, int width, int rows_per_frame, int frames,
+                                         const int *slot_dev, size_t slot_stride, void *stream) {
+    if (width <= 0 || rows_per_frame <= 0 || frames < 0 || !src || !dst || !slot_dev ||
+        lds < (size_t)width || ldd < (size_t)width)
+        return bad_args("scatter_slots_bf16", "positive widths, strides >= width, device pointers");
+    const size_t rows = (size_t)frames * (size_t)rows_per_frame;
+    if (rows == 0) return 0;
+    const cudaStream_t st = (cudaStream_t)stream;
+    const int wide = width % 8 == 0 && lds % 8 == 0 && ldd % 8 == 0 && slot_stride % 8 == 0 &&
+                     (uintptr_t)src % 16 == 0 && (uintptr_t)dst % 16 == 0;
+    if (wide) {
+        const size_t total = rows * (size_t)(width / 8);
+        scatter_slots_kernel<uint4><<<ew_blocks(total), EW_THREADS, 0, st>>>(
+            (const uint4 *)src, lds / 8, (uint4 *)dst, ldd / 8, width / 8, rows_per_frame,
+            slot_dev, slot_stride / 8, total);
+    } else {
+        const size_t total = rows * (size_t)width;
+        scatter_slots_kernel<uint16_t><<<ew_blocks(total), EW_THREADS, 0, st>>>(
+            (const uint16_t *)src, lds, (uint16_t *)dst, ldd, width, rows_per_frame, slot_dev,
+            slot_stride, total);
+    }
+    WM_CUDA_CHECK_LAUNCH(scatter_slots_kernel);
+    return 0;
+}
+
 /* 36 rows x 16: launch-bound. */
 static __global__ void __launch_bounds__(EW_THREADS)
     pad_rows_kernel(const float *src, int n, bf16 *dst, int ld, size_t total) {

@@ -45,6 +45,14 @@ int wmcuda_add_table_rows(const wmcuda_bf16 *tab, int ntab, int width, const wmc
  * pageable copy, inside a graph too. */
 int wmcuda_upload_param(void *dst, const void *src, size_t n, void *stream);
 
+/* Frame f's rows_per_frame rows of `width` bf16 values (src rows lds elements apart, frame f
+ * starting at row f * rows_per_frame) to dst + slot_dev[f] * slot_stride (rows ldd apart), for
+ * f < frames: a block's new keys and values into the cache slots its frames own, the slot
+ * numbers read from device memory (a graph's per-block table). Exact copies. */
+int wmcuda_scatter_slots_bf16(const wmcuda_bf16 *src, size_t lds, wmcuda_bf16 *dst, size_t ldd,
+                              int width, int rows_per_frame, int frames, const int *slot_dev,
+                              size_t slot_stride, void *stream);
+
 /* dst[r][c] = bf16(src[r][c]) for c < n, 0 for n <= c < ld: rows of width n (the keyboard
  * vectors, kdim wide) padded to the 16-byte row the GEMMs need. */
 int wmcuda_pad_rows_bf16(const float *src, int rows, int n, wmcuda_bf16 *dst, int ld,

@@ -473,7 +473,7 @@ struct rope3d_args {
 template <int V>
 static __global__ void __launch_bounds__(ROW_THREADS_MAX)
     rmsnorm_rope3d_kernel(const bf16 *x, bf16 *y, int dim, float eps, const bf16 *gain,
-                          rope3d_args r, int use_rope, long long pos0) {
+                          rope3d_args r, int use_rope, long long pos0, const long long *pos_dev) {
     __shared__ float sh[33];
     const int row = blockIdx.x;
     const int npack = dim >> 3;
@@ -495,7 +495,7 @@ static __global__ void __launch_bounds__(ROW_THREADS_MAX)
      * issued before the reduction, so their latency hides behind it */
     int pos = 0, sigma = 0;
     if (use_rope) {
-        pos = (int)(pos0 + row / r.S);
+        pos = (int)(pos0 + (pos_dev ? *pos_dev : 0) + row / r.S);
         sigma = row % r.S;
     }
     float g[V][8];
@@ -545,9 +545,9 @@ static __global__ void __launch_bounds__(ROW_THREADS_MAX)
     }
 }
 
-extern "C" int wmcuda_rmsnorm_rope3d(const wmcuda_bf16 *x, wmcuda_bf16 *y, int rows, int dim,
-                                     float eps, const wmcuda_bf16 *gain, const wmcuda_rope3d *rope,
-                                     int64_t pos0, void *stream) {
+static int rmsnorm_rope3d(const wmcuda_bf16 *x, wmcuda_bf16 *y, int rows, int dim, float eps,
+                          const wmcuda_bf16 *gain, const wmcuda_rope3d *rope, int64_t pos0,
+                          const int64_t *pos_dev, void *stream) {
     const char *fn = "rmsnorm_rope3d";
     if (rows < 0 || dim <= 0 || dim % 8 != 0) return bad_args(fn, "dim must be a positive multiple of 8");
     if (!x || !y || !al16(x) || !al16(y) || (gain && !al16(gain)))
@@ -558,7 +558,7 @@ extern "C" int wmcuda_rmsnorm_rope3d(const wmcuda_bf16 *x, wmcuda_bf16 *y, int r
         if (!rope->t_tab || rope->dh <= 0 || dim % rope->dh != 0)
             return bad_args(fn, "dim must be heads * the table's head width");
         const int S = rope->grid_h * rope->grid_w;
-        if (rows > 0 && (pos0 < 0 || pos0 + (rows - 1) / S >= rope->pmax))
+        if (!pos_dev && rows > 0 && (pos0 < 0 || pos0 + (rows - 1) / S >= rope->pmax))
             return bad_args(fn, "a temporal position falls outside the RoPE table");
         ra.t_tab = (const float2 *)rope->t_tab, ra.hw_tab = (const float2 *)rope->hw_tab;
         ra.dh = rope->dh, ra.t_pairs = rope->t_pairs, ra.hw_pairs = rope->h_pairs + rope->w_pairs;
@@ -573,14 +573,29 @@ extern "C" int wmcuda_rmsnorm_rope3d(const wmcuda_bf16 *x, wmcuda_bf16 *y, int r
     bf16 *by = (bf16 *)y;
     const int use = rope != NULL;
     const long long p0 = (long long)pos0;
+    const long long *pd = (const long long *)pos_dev;
     switch (v) {
-    case 1: rmsnorm_rope3d_kernel<1><<<rows, threads, 0, st>>>(bx, by, dim, eps, bg, ra, use, p0); break;
-    case 2: rmsnorm_rope3d_kernel<2><<<rows, threads, 0, st>>>(bx, by, dim, eps, bg, ra, use, p0); break;
-    case 4: rmsnorm_rope3d_kernel<4><<<rows, threads, 0, st>>>(bx, by, dim, eps, bg, ra, use, p0); break;
-    default: rmsnorm_rope3d_kernel<8><<<rows, threads, 0, st>>>(bx, by, dim, eps, bg, ra, use, p0); break;
+    case 1: rmsnorm_rope3d_kernel<1><<<rows, threads, 0, st>>>(bx, by, dim, eps, bg, ra, use, p0, pd); break;
+    case 2: rmsnorm_rope3d_kernel<2><<<rows, threads, 0, st>>>(bx, by, dim, eps, bg, ra, use, p0, pd); break;
+    case 4: rmsnorm_rope3d_kernel<4><<<rows, threads, 0, st>>>(bx, by, dim, eps, bg, ra, use, p0, pd); break;
+    default: rmsnorm_rope3d_kernel<8><<<rows, threads, 0, st>>>(bx, by, dim, eps, bg, ra, use, p0, pd); break;
     }
     WM_CUDA_CHECK_LAUNCH(rmsnorm_rope3d_kernel);
     return 0;
+}
+
+extern "C" int wmcuda_rmsnorm_rope3d(const wmcuda_bf16 *x, wmcuda_bf16 *y, int rows, int dim,
+                                     float eps, const wmcuda_bf16 *gain, const wmcuda_rope3d *rope,
+                                     int64_t pos0, void *stream) {
+    return rmsnorm_rope3d(x, y, rows, dim, eps, gain, rope, pos0, NULL, stream);
+}
+
+extern "C" int wmcuda_rmsnorm_rope3d_at(const wmcuda_bf16 *x, wmcuda_bf16 *y, int rows, int dim,
+                                        float eps, const wmcuda_bf16 *gain,
+                                        const wmcuda_rope3d *rope, const int64_t *pos_dev,
+                                        int64_t pos_off, void *stream) {
+    if (!pos_dev || !rope) return bad_args("rmsnorm_rope3d_at", "a table and a device position");
+    return rmsnorm_rope3d(x, y, rows, dim, eps, gain, rope, pos_off, pos_dev, stream);
 }
 
 /* ---- action module: per-head RMS + action RoPE ----------------------------------------------------------- */
@@ -592,7 +607,7 @@ template <int G>
 static __global__ void __launch_bounds__(EW_THREADS)
     rms_heads_rope_action_kernel(const bf16 *x, int ldx, bf16 *y, int ldy, int rows, int ppr,
                                  int dh, float eps, const float2 *tab, int pairs,
-                                 int rows_per_frame, long long pos0) {
+                                 int rows_per_frame, long long pos0, const long long *pos_dev) {
     const size_t gp = (size_t)blockIdx.x * blockDim.x + threadIdx.x;
     const bool ok = gp < (size_t)rows * (size_t)ppr;
     int row = 0, pk = 0;
@@ -615,7 +630,7 @@ static __global__ void __launch_bounds__(EW_THREADS)
     for (int e = 0; e < 8; e++) o8[e] = v[e] * inv;
     if (tab && ok) {
         const int p0 = ((pk * 8) % dh) >> 1;
-        const size_t pos = (size_t)(pos0 + row / rows_per_frame);
+        const size_t pos = (size_t)(pos0 + (pos_dev ? *pos_dev : 0) + row / rows_per_frame);
 #pragma unroll
         for (int j = 0; j < 4; j++) {
             const int p = p0 + j;
@@ -630,10 +645,10 @@ static __global__ void __launch_bounds__(EW_THREADS)
     if (ok) store8(y + (size_t)row * (size_t)ldy + (size_t)pk * 8, o8);
 }
 
-extern "C" int wmcuda_rms_heads_rope_action(const wmcuda_bf16 *x, int ldx, wmcuda_bf16 *y, int ldy,
-                                            int rows, int heads, int dh, float eps,
-                                            const wmcuda_rope_action *rope, int rows_per_frame,
-                                            int64_t pos0, void *stream) {
+static int rms_heads_rope_action(const wmcuda_bf16 *x, int ldx, wmcuda_bf16 *y, int ldy, int rows,
+                                 int heads, int dh, float eps, const wmcuda_rope_action *rope,
+                                 int rows_per_frame, int64_t pos0, const int64_t *pos_dev,
+                                 void *stream) {
     const char *fn = "rms_heads_rope_action";
     const int G = dh / 8;
     if (rows < 0 || heads <= 0 || dh < 8 || dh > 256 || dh % 8 != 0 || (G & (G - 1)) != 0)
@@ -644,7 +659,7 @@ extern "C" int wmcuda_rms_heads_rope_action(const wmcuda_bf16 *x, int ldx, wmcud
     if (rope) {
         if (!rope->tab || rope->pairs > dh / 2 || rows_per_frame <= 0)
             return bad_args(fn, "table wider than the head, or rows_per_frame <= 0");
-        if (rows > 0 && (pos0 < 0 || pos0 + (rows - 1) / rows_per_frame >= rope->pmax))
+        if (!pos_dev && rows > 0 && (pos0 < 0 || pos0 + (rows - 1) / rows_per_frame >= rope->pmax))
             return bad_args(fn, "a position falls outside the action RoPE table");
     }
     if (rows == 0) return 0;
@@ -658,10 +673,11 @@ extern "C" int wmcuda_rms_heads_rope_action(const wmcuda_bf16 *x, int ldx, wmcud
     const float2 *tab = rope ? (const float2 *)rope->tab : NULL;
     const int pairs = rope ? rope->pairs : 0, rpf = rope ? rows_per_frame : 1;
     const long long p0 = (long long)pos0;
+    const long long *pd = (const long long *)pos_dev;
     const unsigned nb = (unsigned)blocks;
 #define RHA(g)                                                                                     \
     rms_heads_rope_action_kernel<g><<<nb, EW_THREADS, 0, st>>>(bx, ldx, by, ldy, rows, ppr, dh,   \
-                                                                eps, tab, pairs, rpf, p0)
+                                                                eps, tab, pairs, rpf, p0, pd)
     switch (G) {
     case 1: RHA(1); break;
     case 2: RHA(2); break;
@@ -673,6 +689,25 @@ extern "C" int wmcuda_rms_heads_rope_action(const wmcuda_bf16 *x, int ldx, wmcud
 #undef RHA
     WM_CUDA_CHECK_LAUNCH(rms_heads_rope_action_kernel);
     return 0;
+}
+
+extern "C" int wmcuda_rms_heads_rope_action(const wmcuda_bf16 *x, int ldx, wmcuda_bf16 *y, int ldy,
+                                            int rows, int heads, int dh, float eps,
+                                            const wmcuda_rope_action *rope, int rows_per_frame,
+                                            int64_t pos0, void *stream) {
+    return rms_heads_rope_action(x, ldx, y, ldy, rows, heads, dh, eps, rope, rows_per_frame, pos0,
+                                 NULL, stream);
+}
+
+extern "C" int wmcuda_rms_heads_rope_action_at(const wmcuda_bf16 *x, int ldx, wmcuda_bf16 *y,
+                                               int ldy, int rows, int heads, int dh, float eps,
+                                               const wmcuda_rope_action *rope, int rows_per_frame,
+                                               const int64_t *pos_dev, int64_t pos_off,
+                                               void *stream) {
+    if (!pos_dev || !rope)
+        return bad_args("rms_heads_rope_action_at", "a table and a device position");
+    return rms_heads_rope_action(x, ldx, y, ldy, rows, heads, dh, eps, rope, rows_per_frame,
+                                 pos_off, pos_dev, stream);
 }
 
 /* ---- residual stream -------------------------------------------------------------------------------- */

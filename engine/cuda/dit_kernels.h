@@ -95,6 +95,13 @@ int wmcuda_rmsnorm_rope3d(const wmcuda_bf16 *x, wmcuda_bf16 *y, int rows, int di
                           const wmcuda_bf16 *gain, const wmcuda_rope3d *rope, int64_t pos0,
                           void *stream);
 
+/* The same with the first row's frame position read by the kernel from device memory:
+ * *pos_dev + pos_off (a graph's per-block value, written by its first node). The host cannot
+ * check the position against the table: the caller guarantees it lies in [0, pmax - rows / S). */
+int wmcuda_rmsnorm_rope3d_at(const wmcuda_bf16 *x, wmcuda_bf16 *y, int rows, int dim, float eps,
+                             const wmcuda_bf16 *gain, const wmcuda_rope3d *rope,
+                             const int64_t *pos_dev, int64_t pos_off, void *stream);
+
 /* Action q/k: per head of dh values (dh in 8, 16, .., 256), x / sqrt(mean(x^2) + eps) without a
  * gain (model-dit.md 10.3), then the action RoPE at position pos0 + row / rows_per_frame, fp32
  * math, bf16 out. Rows have strides ldx / ldy (elements, multiples of 8), so q, k of a fused
@@ -102,6 +109,13 @@ int wmcuda_rmsnorm_rope3d(const wmcuda_bf16 *x, wmcuda_bf16 *y, int rows, int di
 int wmcuda_rms_heads_rope_action(const wmcuda_bf16 *x, int ldx, wmcuda_bf16 *y, int ldy, int rows,
                                  int heads, int dh, float eps, const wmcuda_rope_action *rope,
                                  int rows_per_frame, int64_t pos0, void *stream);
+
+/* The same at position *pos_dev + pos_off + row / rows_per_frame (device memory; as
+ * wmcuda_rmsnorm_rope3d_at, the caller keeps it inside the table). */
+int wmcuda_rms_heads_rope_action_at(const wmcuda_bf16 *x, int ldx, wmcuda_bf16 *y, int ldy,
+                                    int rows, int heads, int dh, float eps,
+                                    const wmcuda_rope_action *rope, int rows_per_frame,
+                                    const int64_t *pos_dev, int64_t pos_off, void *stream);
 
 /* ---- residual stream ------------------------------------------------------------------------------ */
 

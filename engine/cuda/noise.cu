@@ -15,7 +15,9 @@
  * root and ~60 float operations per four elements; not yet measured (a block's 168960 elements
  * are likely launch-bound). */
 static __global__ void noise_normal_kernel(float *dst, size_t n, uint64_t seed, uint32_t s0,
-                                           uint32_t s1, uint32_t s2, int aligned16) {
+                                           uint32_t s1, const uint32_t *s1_dev, uint32_t s2,
+                                           int aligned16) {
+    if (s1_dev) s1 = *s1_dev; /* a graph's per-block counter, written by its first node */
     const size_t groups = (n + 3) / 4;
     const size_t stride = (size_t)gridDim.x * blockDim.x;
     for (size_t g = (size_t)blockIdx.x * blockDim.x + threadIdx.x; g < groups; g += stride) {
@@ -55,16 +57,30 @@ static int launch_dims(size_t n, float *dst, unsigned *blocks) {
     return 0;
 }
 
-extern "C" int wmcuda_noise_fill(float *dev_dst, size_t n, uint64_t seed, uint32_t s0, uint32_t s1,
-                                 uint32_t s2, void *stream) {
+static int normal_fill(float *dev_dst, size_t n, uint64_t seed, uint32_t s0, uint32_t s1,
+                       const uint32_t *s1_dev, uint32_t s2, void *stream) {
     unsigned blocks;
     int rc = launch_dims(n, dev_dst, &blocks);
     if (rc != 0 || n == 0) return rc;
     int aligned16 = ((uintptr_t)dev_dst % 16) == 0;
-    noise_normal_kernel<<<blocks, NOISE_THREADS, 0, (cudaStream_t)stream>>>(dev_dst, n, seed, s0,
-                                                                            s1, s2, aligned16);
+    noise_normal_kernel<<<blocks, NOISE_THREADS, 0, (cudaStream_t)stream>>>(
+        dev_dst, n, seed, s0, s1, s1_dev, s2, aligned16);
     WM_CUDA_CHECK_LAUNCH(noise_normal_kernel);
     return 0;
+}
+
+extern "C" int wmcuda_noise_fill(float *dev_dst, size_t n, uint64_t seed, uint32_t s0, uint32_t s1,
+                                 uint32_t s2, void *stream) {
+    return normal_fill(dev_dst, n, seed, s0, s1, NULL, s2, stream);
+}
+
+extern "C" int wmcuda_noise_fill_at(float *dev_dst, size_t n, uint64_t seed, uint32_t s0,
+                                    const uint32_t *s1_dev, uint32_t s2, void *stream) {
+    if (!s1_dev) {
+        fprintf(stderr, "wmcuda noise: wmcuda_noise_fill_at needs a device counter\n");
+        return WMCUDA_EINVAL;
+    }
+    return normal_fill(dev_dst, n, seed, s0, 0, s1_dev, s2, stream);
 }
 
 extern "C" int wmcuda_uniform_fill(float *dev_dst, size_t n, float scale, float offset,

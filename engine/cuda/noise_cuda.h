@@ -20,6 +20,11 @@ extern "C" {
 int wmcuda_noise_fill(float *dev_dst, size_t n, uint64_t seed, uint32_t s0, uint32_t s1,
                       uint32_t s2, void *stream);
 
+/* The same, with the stream word s1 (the block index) read by the kernel from device memory at
+ * s1_dev: a graph captured once fills the noise of whichever block its first node staged. */
+int wmcuda_noise_fill_at(float *dev_dst, size_t n, uint64_t seed, uint32_t s0,
+                         const uint32_t *s1_dev, uint32_t s2, void *stream);
+
 /* dev_dst[i] = offset + scale * u_i, u_i the uniform [-1, 1) element i (as eng_uniform_fill). */
 int wmcuda_uniform_fill(float *dev_dst, size_t n, float scale, float offset, uint64_t seed,
                         uint32_t s0, uint32_t s1, uint32_t s2, void *stream);

@@ -450,6 +450,36 @@ static void bench_blocks(bench *b, dit_run *d, vae_run *r) {
     }
 }
 
+/* A block as one graph replay vs the same block launched eagerly (issue 6, graphs/README.md):
+ * device time around the block and the host time to enqueue it, medians over the steady blocks
+ * of a fresh run of each mode (reset, then blocks 0 .. n-1; block 0 and 1 left out). */
+static void bench_graphs(bench *b, dit_run *d) {
+    double dev[2][64], enq[2][64];
+    const int n = b->o.blocks < 64 ? b->o.blocks : 64;
+    if (n < 3) return;
+    for (int mode = 1; mode >= 0; mode--) {
+        MUST(b, wmcuda_dit_session_reset(d->s, b->err, sizeof b->err));
+        MUST(b, wmcuda_dit_prepare_cross(d->s, d->in.clip, b->err, sizeof b->err));
+        wmcuda_dit_session_set_graphs(d->s, mode);
+        for (int i = 0; i < n; i++) {
+            eng_block_timings tm;
+            wmcuda_dit_block_stats st;
+            dit_block(b, d, &tm);
+            wmcuda_dit_last_block(d->s, &st);
+            dev[mode][i] = st.device_ms, enq[mode][i] = st.enqueue_ms;
+        }
+    }
+    wmcuda_dit_session_set_graphs(d->s, -1);
+    add_row(b, "DiT block, graph replay", median(dev[1] + 2, n - 2), 0.0, 0.0, 0.0,
+            "device, events around the replay");
+    add_row(b, "DiT block, eager (WM_GRAPHS=0)", median(dev[0] + 2, n - 2), 0.0, 0.0, 0.0,
+            "device, same kernels launched one by one");
+    add_row(b, "  host enqueue, graph replay", median(enq[1] + 2, n - 2), 0.0, 0.0, 0.0,
+            "host wall of cudaGraphLaunch");
+    add_row(b, "  host enqueue, eager", median(enq[0] + 2, n - 2), 0.0, 0.0, 0.0,
+            "host wall of every launch of the block");
+}
+
 /* ---- report --------------------------------------------------------------------------------------- */
 
 static void report(const bench *b) {
@@ -574,6 +604,7 @@ int main(int argc, char **argv) {
         bench_vae(&b, &d, &r);
     }
     bench_blocks(&b, &d, b.o.no_vae ? NULL : &r);
+    bench_graphs(&b, &d);
     if (!b.o.no_vae && !b.o.no_encoders) bench_encoders(&b, &r, &cfg);
     report(&b);
     if (b.o.json) write_json(&b);
