@@ -3,7 +3,7 @@
 #
 #   scripts/gpu-suite.sh [BUNDLE]            BUNDLE default gpub-all
 #
-# Steps (WM_SUITE_STEPS=tests,sanitizer,bench,serve picks them, in that order; default all):
+# Steps (WM_SUITE_STEPS=tests,sanitizer,bench,profile,serve picks them, in that order; default all):
 #   tests      every GPU-host test program of the bundle (bin/test_*_gpu: each compares the CUDA
 #              code with the CPU reference and times it; run with WM_BACKEND=cpu, so the models
 #              they open are the reference) and test_backend (the backend switch with WM_BACKEND
@@ -13,6 +13,8 @@
 #              the GPU, DiT block loop, VAE), 2 blocks; and test_clip_gpu part (a)
 #   bench      wmbench (full size, against the floor; extra flags in WM_SUITE_BENCH_ARGS): its table
 #              also goes to $OUT/wmbench.txt
+#   profile    ncu (speed of light, occupancy, memory and compute workload) of the fused attention
+#              and the VAE conv kernels inside a 2-layer wmbench: $OUT/ncu.txt
 #   serve      wmserve on synthetic:full with --backend cuda (WM_SUITE_SERVE_MODEL, _BACKEND; extra
 #              flags in WM_SUITE_SERVE_ARGS; the warm-up measures the slots), then
 #              wmload: 2 scripted players for 20 s (WM_SUITE_LOAD_PLAYERS, _LOAD_SECONDS), its
@@ -32,7 +34,7 @@ bundle="$(cd "${1:-gpub-all}" 2>/dev/null && pwd)" || { echo "gpu-suite: no bund
 [[ -f "$bundle/MANIFEST" ]] || { echo "gpu-suite: $bundle has no MANIFEST: not a gpu-bundle folder" >&2; exit 2; }
 out="${OUT:-$PWD/gpu-suite-out}"
 mkdir -p "$out"
-steps="${WM_SUITE_STEPS:-tests,sanitizer,bench,serve}"
+steps="${WM_SUITE_STEPS:-tests,sanitizer,bench,profile,serve}"
 work="$(mktemp -d /tmp/gpu-suite.XXXXXX)"
 logs="$work/logs"
 mkdir -p "$logs"
@@ -188,6 +190,28 @@ if [[ ",$steps," == *,bench,* ]]; then
         cp "$logs/wmbench.log" "$out/wmbench.txt" 2>/dev/null
         record wmbench "$([[ $rc == 0 ]] && echo PASS || echo "rc=$rc")" "$dt" \
             "$(grep -E '^whole block|^DiT forward' "$logs/wmbench.log" | tr -s ' ' | cut -c1-60 | tr '\n' ';')"
+    fi
+fi
+
+# ---- ncu: where the two largest kernels stand (attention, VAE conv) ------------------------------------
+if [[ ",$steps," == *,profile,* ]]; then
+    ncu="$(command -v ncu || true)"
+    [[ -z "$ncu" && -x /usr/local/cuda/bin/ncu ]] && ncu=/usr/local/cuda/bin/ncu
+    if [[ -z "$ncu" || ! -x "$bundle/bin/wmbench" ]]; then
+        record ncu SKIP 0 "ncu or wmbench missing"
+    else
+        t0=$(date +%s)
+        # a 2-layer model is enough: the kernels and shapes are the full-size ones
+        ( cd "$work" && run timeout 300 "$ncu" -k 'regex:attn_kernel|conv_halo|conv_kernel' -c 8 \
+              --section SpeedOfLight --section Occupancy --section LaunchStats \
+              --section ComputeWorkloadAnalysis --section MemoryWorkloadAnalysis \
+              "$bundle/bin/wmbench" --layers 2 --reps 1 --blocks 1 --no-encoders ) \
+            > "$logs/ncu.log" 2>&1
+        rc=$?
+        dt=$(( $(date +%s) - t0 ))
+        cp "$logs/ncu.log" "$out/ncu.txt" 2>/dev/null
+        record ncu "$([[ $rc == 0 ]] && echo PASS || echo "rc=$rc")" "$dt" \
+            "$(grep -c 'SM Frequency' "$logs/ncu.log") kernels profiled; $out/ncu.txt"
     fi
 fi
 
