@@ -113,6 +113,11 @@ while read -r name path; do
     echo "lib/$name  <- $path (for the evlib plugin)" >> "$manifest"
 done < <(ldd "$lws_dir/libwebsockets-evlib_uv.so" | awk '/=> \//{print $1, $3}')
 
+# Every program carries the CUDA kernels (about 6 MB each): xz them so the bundle fits a device
+# call's 64 MiB; gpu-suite.sh unpacks them first.
+for f in "$dest"/bin/*; do
+    if (( $(stat -c %s "$f") > 4 * 1024 * 1024 )); then xz -T0 -6 "$f"; fi
+done
 cp -r web "$dest/web"
 cp tests/fixtures/start.png "$dest/scenes/start.png"
 cp -r tests/load/scenarios/. "$dest/load/"

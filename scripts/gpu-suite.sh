@@ -83,6 +83,15 @@ for z in "$lib"/*.xz; do
         python3 -c 'import lzma,sys; open(sys.argv[1][:-3],"wb").write(lzma.open(sys.argv[1]).read())' "$z" && rm -f "$z"
     fi || { echo "gpu-suite: cannot unpack $z" >&2; exit 2; }
 done
+for z in "$bundle"/bin/*.xz; do # gpu-bundle.sh packs the large programs
+    [[ -e "$z" ]] || continue
+    if command -v xz >/dev/null; then
+        xz -d -f "$z"
+    else
+        python3 -c 'import lzma,sys; open(sys.argv[1][:-3],"wb").write(lzma.open(sys.argv[1]).read())' "$z" && rm -f "$z"
+    fi || { echo "gpu-suite: cannot unpack $z" >&2; exit 2; }
+    chmod +x "${z%.xz}"
+done
 cuda_lib=""
 for d in /usr/local/cuda/lib64 /usr/local/cuda/lib /usr/local/cuda/targets/x86_64-linux/lib; do
     [[ -d "$d" ]] && cuda_lib="$cuda_lib:$d"
