@@ -14,7 +14,8 @@
 #   bench      wmbench (full size, against the floor; extra flags in WM_SUITE_BENCH_ARGS): its table
 #              also goes to $OUT/wmbench.txt
 #   profile    ncu (speed of light, occupancy, memory and compute workload) of the fused attention
-#              and the VAE conv kernels inside a 2-layer wmbench: $OUT/ncu.txt
+#              and the VAE conv kernels inside a 2-layer wmbench: $OUT/ncu.txt (WM_SUITE_NCU_KERNELS:
+#              a kernel-name regex; WM_SUITE_NCU_COUNT: how many launches)
 #   serve      wmserve on synthetic:full with --backend cuda (WM_SUITE_SERVE_MODEL, _BACKEND; extra
 #              flags in WM_SUITE_SERVE_ARGS; the warm-up measures the slots), then
 #              wmload: 2 scripted players for 20 s (WM_SUITE_LOAD_PLAYERS, _LOAD_SECONDS), its
@@ -211,7 +212,7 @@ if [[ ",$steps," == *,profile,* ]]; then
     else
         t0=$(date +%s)
         # a 2-layer model is enough: the kernels and shapes are the full-size ones
-        ( cd "$work" && run timeout 300 "$ncu" -k 'regex:attn_kernel|conv_halo|conv_kernel' -c 8 \
+        ( cd "$work" && run timeout 300 "$ncu" -k "regex:${WM_SUITE_NCU_KERNELS:-attn_kernel|conv_halo|conv_kernel}" -c "${WM_SUITE_NCU_COUNT:-8}" \
               --section SpeedOfLight --section Occupancy --section LaunchStats \
               --section ComputeWorkloadAnalysis --section MemoryWorkloadAnalysis \
               "$bundle/bin/wmbench" --layers 2 --reps 1 --blocks 1 --no-encoders ) \
