@@ -14,6 +14,7 @@ PACKAGES=(
     libopenblas-dev libcjson-dev
     libuv1-dev libwebsockets-dev "libmsgpack-c-dev|libmsgpack-dev"
     libturbojpeg0-dev libjpeg62-turbo-dev libpng-dev
+    libssl-dev # wmserve's signed access tokens: HMAC-SHA256 from libcrypto
     ffmpeg # wmgen writes an MP4 next to its PNG frames when the ffmpeg program is present
     chromium # the browser end-to-end test (tests/e2e) drives Debian's headless Chromium
     # Static checks of docker/ (tests/test_docker_files.py): `haproxy -c` (2.0 MB download, 5 MB

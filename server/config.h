@@ -33,6 +33,15 @@ typedef struct srv_config {
     int log_level;  /* srv_log_level */
     int log_format; /* srv_log_format */
     int backend;    /* eng_backend: ENG_BACKEND_AUTO, _CPU or _CUDA */
+    /* access (server/access.c, server/token.c) */
+    char allowed_origins[1024];           /* "": same host as the Host header; "*": any */
+    char token_secret_file[SRV_PATH_MAX]; /* "": no signed tokens */
+    int make_token_s;                     /* > 0: print a signed token valid that long, exit */
+    int max_conns_per_ip;                 /* 0: no limit */
+    int trust_forwarded_for;              /* client address from X-Forwarded-For */
+    /* test-only fault injection (engine_worker.c) */
+    uint64_t fault_block_fail; /* the N-th engine block fails (0: none) */
+    uint64_t fault_session;    /* every block of this session id fails (0: none) */
 } srv_config;
 
 void srv_config_defaults(srv_config *c);

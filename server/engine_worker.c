@@ -71,6 +71,7 @@ struct srv_worker {
     eng_action_frame actions[ENG_MAX_FRAMES_PER_BLOCK];
 
     srv_jpeg_pool *jpeg;
+    uint64_t fault_block_fail, fault_session, blocks_run; /* fault injection (options) */
     _Atomic uint64_t last_jpeg_ns;
     uint64_t est_engine_ns, est_create_ns; /* decaying maxima: a block, a session start */
     uint64_t period_ns;
@@ -254,6 +255,18 @@ static void fail_session(srv_worker *w, wsess *s, const char *err) {
     pthread_mutex_lock(&w->mu);
 }
 
+/* Test-only fault injection (srv_worker_options): -1 with a message when this block must fail.
+ * Worker thread only (blocks_run is the worker's). */
+static int inject_fault(srv_worker *w, uint64_t session, char *err, size_t errlen) {
+    uint64_t n = ++w->blocks_run;
+    if (!(w->fault_block_fail && n == w->fault_block_fail) &&
+        !(w->fault_session && session == w->fault_session))
+        return 0;
+    snprintf(err, errlen, "injected fault: block %llu of the server, session %llu",
+             (unsigned long long)n, (unsigned long long)session);
+    return -1;
+}
+
 /* Runs one block for s with mu released; returns with mu held. */
 static void run_block(srv_worker *w, wsess *s, srv_block *b, uint64_t t_due) {
     eng_session *es = s->es;
@@ -274,6 +287,7 @@ static void run_block(srv_worker *w, wsess *s, srv_block *b, uint64_t t_due) {
     eng_block_timings tm;
     b->t_start = srv_now_ns();
     int rc = eng_session_run_block(es, w->actions, nvf, w->latents, &tm, err, sizeof err);
+    if (!rc) rc = inject_fault(w, b->session, err, sizeof err);
     b->t_dit = srv_now_ns();
     int nframes = 0;
     if (!rc) rc = eng_session_decode(es, w->latents, b->rgb, &nframes, err, sizeof err);
@@ -515,6 +529,8 @@ int srv_worker_create(const srv_worker_options *o, srv_worker **out, char *err, 
     eng_model_video_size(o->model, &w->width, &w->height);
     w->has_encoders = eng_model_has_encoders(o->model);
     w->nsess = o->max_sessions;
+    w->fault_block_fail = o->fault_block_fail;
+    w->fault_session = o->fault_session;
     w->ring_frames = o->ring_frames;
     w->period_ns = SRV_NS_PER_S / (uint64_t)(o->fps > 0 ? o->fps : 25);
     w->on_event = o->on_event;

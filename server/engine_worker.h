@@ -46,6 +46,10 @@ typedef struct srv_worker_options {
     int fps;
     int jpeg_threads;
     int jpeg_quality;
+    /* TEST ONLY fault injection: the fault_block_fail-th block (1-based, server-wide) fails, and
+     * every block of session fault_session fails, as if the engine had returned an error. 0: off.
+     */
+    uint64_t fault_block_fail, fault_session;
     uv_loop_t *loop;
     srv_worker_event_fn on_event;
     void *user;

@@ -20,6 +20,7 @@
 #include "server/metrics.h"
 #include "server/pacing.h"
 #include "server/scenes.h"
+#include "server/token.h"
 
 /* Control messages (everything but frames) waiting to be written, per connection. A client that
  * lets more pile up than this is not reading and is disconnected. */
@@ -48,6 +49,7 @@ typedef struct srv_conn {
     struct srv_conn *prev, *next;
     uint64_t id; /* connection number (logs) */
     char peer[64];
+    char client[64]; /* the address per-address limits count: peer, or X-Forwarded-For's */
     conn_state state;
     uint64_t opened_ns, last_activity_ns;
 
@@ -99,9 +101,11 @@ struct srv_server {
     uv_loop_t *loop;
     struct lws_context *ctx;
     struct lws_vhost *vhost;
-    int port;                     /* actual listening port */
-    uint32_t max_upload, max_msg; /* announced in welcome and enforced */
-    char web_root[4096];          /* realpath of --web, "" when missing */
+    int port;                             /* actual listening port */
+    uint32_t max_upload, max_msg;         /* announced in welcome and enforced */
+    char web_root[4096];                  /* realpath of --web, "" when missing */
+    uint8_t token_secret[SRV_SECRET_MAX]; /* --token-secret's bytes */
+    size_t token_secret_len;              /* 0: signed tokens are not accepted */
 
     eng_model *model; /* until handed to the worker */
     eng_config mcfg;  /* copy of the model's config */

@@ -48,6 +48,10 @@ static const struct {
     [SRV_C_BYTES_SENT] = {"wmserve_bytes_sent_total", "Websocket payload bytes sent."},
     [SRV_C_BYTES_RECEIVED] = {"wmserve_bytes_received_total", "Websocket payload bytes received."},
     [SRV_C_MESSAGES_RECEIVED] = {"wmserve_messages_received_total", "Websocket messages received."},
+    [SRV_C_REFUSED_ORIGIN] = {"wmserve_ws_refused_origin_total",
+                              "Websocket upgrades refused with 403 for their Origin."},
+    [SRV_C_REFUSED_PER_IP] = {"wmserve_ws_refused_per_ip_total",
+                              "Websockets refused: too many open from one client address."},
 };
 
 srv_metrics *srv_metrics_create(void) {

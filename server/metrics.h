@@ -21,6 +21,8 @@ typedef enum srv_counter {
     SRV_C_BYTES_SENT,     /* websocket payload bytes, all messages */
     SRV_C_BYTES_RECEIVED,
     SRV_C_MESSAGES_RECEIVED,
+    SRV_C_REFUSED_ORIGIN, /* websocket upgrades refused (403) for their Origin */
+    SRV_C_REFUSED_PER_IP, /* websockets refused: too many open from one client address */
     SRV_C_COUNT
 } srv_counter;
 

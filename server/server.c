@@ -19,6 +19,7 @@
 #include <sys/socket.h>
 #include <unistd.h>
 
+#include "server/access.h"
 #include "server/clock.h"
 #include "server/internal.h"
 #include "server/log.h"
@@ -28,7 +29,8 @@
 #define SRV_SOCKET_SNDBUF (128 * 1024)
 
 typedef struct pss {
-    srv_conn *conn; /* websocket connections only */
+    srv_conn *conn;  /* websocket connections only */
+    char client[64]; /* client address found at the upgrade (X-Forwarded-For when trusted) */
 } pss;
 
 /* lws -------------------------------------------------------------------------------------------
@@ -58,6 +60,42 @@ static int uri_is(struct lws *wsi, const char *want) {
     return n > 0 && !strcmp(uri, want);
 }
 
+static void header(struct lws *wsi, enum lws_token_indexes t, char *out, int n) {
+    if (lws_hdr_total_length(wsi, t) <= 0 || lws_hdr_copy(wsi, out, n, t) < 0) out[0] = '\0';
+}
+
+/* A websocket upgrade on /ws: the Origin check (403 when refused) and the client address. 0 lets
+ * the upgrade go on. */
+static int filter_upgrade(srv_server *s, struct lws *wsi, pss *p) {
+    char origin[256], host[256], xff[512], client[64];
+    header(wsi, WSI_TOKEN_ORIGIN, origin, sizeof origin);
+    header(wsi, WSI_TOKEN_HOST, host, sizeof host);
+    lws_get_peer_simple(wsi, client, sizeof client);
+    if (s->cfg.trust_forwarded_for) {
+        header(wsi, WSI_TOKEN_X_FORWARDED_FOR, xff, sizeof xff);
+        char fwd[64];
+        if (!srv_forwarded_client(xff, fwd, sizeof fwd)) snprintf(client, sizeof client, "%s", fwd);
+    }
+    if (!srv_origin_allowed(s->cfg.allowed_origins, origin, host)) {
+        srv_metrics_add(s->metrics, SRV_C_REFUSED_ORIGIN, 1);
+        SRV_LOG(SRV_LOG_WARN, "ws_refused", SRV_KS("client", client), SRV_KS("origin", origin),
+                SRV_KS("host", host), SRV_KS("why", "origin not allowed (--allowed-origins)"));
+        lws_return_http_status(wsi, HTTP_STATUS_FORBIDDEN, "origin not allowed");
+        return 1;
+    }
+    if (p) snprintf(p->client, sizeof p->client, "%s", client);
+    return 0;
+}
+
+/* Open websockets from c's client address, c included. */
+static int count_client(srv_server *s, srv_conn *c) {
+    if (!c->client[0]) snprintf(c->client, sizeof c->client, "%s", c->peer);
+    int n = 0;
+    for (srv_conn *o = s->conns; o; o = o->next)
+        if (o->wsi && !strcmp(o->client, c->client)) n++;
+    return n;
+}
+
 static int callback(struct lws *wsi, enum lws_callback_reasons reason, void *user, void *in,
                     size_t len) {
     struct lws_context *ctx = lws_get_context(wsi);
@@ -72,7 +110,7 @@ static int callback(struct lws *wsi, enum lws_callback_reasons reason, void *use
             SRV_LOG(SRV_LOG_DEBUG, "ws_refused", SRV_KS("why", "upgrade on a path other than /ws"));
             return 1;
         }
-        return 0;
+        return filter_upgrade(s, wsi, p);
     case LWS_CALLBACK_ESTABLISHED: {
         srv_conn *c = conn_create(s, wsi);
         if (!c) return -1;
@@ -81,10 +119,20 @@ static int callback(struct lws *wsi, enum lws_callback_reasons reason, void *use
         int sndbuf = SRV_SOCKET_SNDBUF;
         setsockopt(lws_get_socket_fd(wsi), SOL_SOCKET, SO_SNDBUF, &sndbuf, sizeof sndbuf);
         p->conn = c;
+        if (p->client[0]) snprintf(c->client, sizeof c->client, "%s", p->client);
+        int same = count_client(s, c);
         if (s->draining)
             conn_error(c, PROTO_ERR_SHUTTING_DOWN, "the server is shutting down");
         else if (s->nconns > s->max_conns)
             conn_error(c, PROTO_ERR_SERVER_FULL, "server full: %d connections open", s->nconns - 1);
+        else if (s->cfg.max_conns_per_ip && same > s->cfg.max_conns_per_ip) {
+            srv_metrics_add(s->metrics, SRV_C_REFUSED_PER_IP, 1);
+            SRV_LOG(SRV_LOG_WARN, "ws_refused", SRV_KU("conn", c->id), SRV_KS("client", c->client),
+                    SRV_KS("why", "too many connections from this address"));
+            conn_error_as(c, PROTO_ERR_RATE_LIMITED, 1,
+                          "too many connections from your address: %d open, the limit is %d",
+                          same - 1, s->cfg.max_conns_per_ip);
+        }
         return 0;
     }
     case LWS_CALLBACK_RECEIVE:
@@ -337,7 +385,10 @@ int srv_server_main(const srv_config *cfg) {
     s->started_ns = srv_now_ns();
     char iface[256];
     int ipv6 = 0;
-    if (parse_bind(cfg->bind, iface, sizeof iface, &ipv6, err, sizeof err) ||
+    if ((cfg->token_secret_file[0] &&
+         srv_token_secret_load(cfg->token_secret_file, s->token_secret, &s->token_secret_len, err,
+                               sizeof err)) ||
+        parse_bind(cfg->bind, iface, sizeof iface, &ipv6, err, sizeof err) ||
         (cfg->port && check_bind(iface, ipv6, cfg->port, err, sizeof err))) {
         SRV_LOG(SRV_LOG_ERROR, "startup_failed", SRV_KS("error", err));
         destroy_server(s);
@@ -436,6 +487,8 @@ int srv_server_main(const srv_config *cfg) {
         .fps = s->cfg.fps,
         .jpeg_threads = s->cfg.jpeg_threads,
         .jpeg_quality = s->cfg.jpeg_quality,
+        .fault_block_fail = s->cfg.fault_block_fail,
+        .fault_session = s->cfg.fault_session,
         .loop = &loop,
         .on_event = on_worker_event,
         .user = s,

@@ -5,6 +5,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
 
 #include "engine/image.h"
 #include "server/clock.h"
@@ -236,6 +237,24 @@ static void upload_done(uv_work_t *req, int status) {
     free(j);
 }
 
+/* --token and/or signed tokens (--token-secret): 1 when the join may go on, else the error is sent.
+ */
+static int token_ok(srv_conn *c, const char *token) {
+    srv_server *s = c->srv;
+    if (!s->cfg.token[0] && !s->token_secret_len) return 1;
+    if (s->cfg.token[0] && consttime_eq(token, s->cfg.token)) return 1;
+    char why[PROTO_MAX_TEXT];
+    if (s->token_secret_len && srv_token_is_signed(token)) {
+        if (!srv_token_check(s->token_secret, s->token_secret_len, token, (int64_t)time(NULL), why,
+                             sizeof why))
+            return 1;
+        conn_error(c, PROTO_ERR_UNAUTHORIZED, "%s", why);
+        return 0;
+    }
+    conn_error(c, PROTO_ERR_UNAUTHORIZED, token[0] ? "wrong token" : "this server needs a token");
+    return 0;
+}
+
 static void handle_join(srv_conn *c, const proto_join *j) {
     srv_server *s = c->srv;
     if (c->state >= CONN_PREPARING) {
@@ -247,11 +266,7 @@ static void handle_join(srv_conn *c, const proto_join *j) {
         conn_error(c, PROTO_ERR_SHUTTING_DOWN, "the server is shutting down");
         return;
     }
-    if (s->cfg.token[0] && !consttime_eq(j->token, s->cfg.token)) {
-        conn_error(c, PROTO_ERR_UNAUTHORIZED,
-                   j->token[0] ? "wrong token" : "this server needs a token");
-        return;
-    }
+    if (!token_ok(c, j->token)) return;
     if (j->variant[0] && eng_variant_parse(j->variant) != (int)s->mcfg.variant) {
         conn_error(c, PROTO_ERR_UNKNOWN_VARIANT,
                    "join.variant: '%s' is not served here (this server: %s)", j->variant,
@@ -338,7 +353,7 @@ static void send_welcome(srv_conn *c, uint32_t version) {
     w->n_scenes = srv_scenes_count(s->scenes);
     for (int i = 0; i < w->n_scenes; i++)
         snprintf(w->scenes[i], sizeof w->scenes[i], "%s", srv_scenes_name(s->scenes, i));
-    w->token_required = s->cfg.token[0] ? 1 : 0;
+    w->token_required = s->cfg.token[0] || s->token_secret_len ? 1 : 0;
     conn_send(c, &m);
 }
 

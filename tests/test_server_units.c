@@ -19,6 +19,7 @@
 #include <unistd.h>
 
 #include "engine/config.h"
+#include "server/access.h"
 #include "server/admission.h"
 #include "server/config.h"
 #include "server/input.h"
@@ -29,6 +30,7 @@
 #include "server/scenes.h"
 #include "server/scheduler.h"
 #include "server/static_files.h"
+#include "server/token.h"
 #include "tests/test_util.h"
 
 #define MS 1000000ull
@@ -558,6 +560,146 @@ static void test_jpeg_and_scene(void) {
              err);
 }
 
+/* Origin check and X-Forwarded-For (server/access.c): the rules of access.h, case by case. */
+static void test_access(void) {
+    static const struct {
+        const char *allowed, *origin, *host;
+        int want;
+    } o[] = {
+        {"", NULL, "a.example", 1}, /* no Origin: non-browser client */
+        {"", "", "a.example", 1},
+        {"", "http://a.example:8080", "a.example:8080", 1}, /* same host */
+        {"", "https://A.Example", "a.example", 1},          /* case-insensitive */
+        {"", "http://evil.example", "a.example", 0},
+        {"", "http://a.example", "a.example:8080", 0}, /* port differs */
+        {"", "http://a.example.evil", "a.example", 0},
+        {"", "http://a.example", "", 0}, /* no Host: refuse browsers */
+        {"*", "http://evil.example", "a.example", 1},
+        {"https://b.example, c.example:81", "https://b.example", "a.example", 1},
+        {"https://b.example, c.example:81", "http://b.example", "a.example", 0}, /* scheme */
+        {"https://b.example, c.example:81", "http://c.example:81", "a.example", 1},
+        {"https://b.example, c.example:81", "http://c.example", "a.example", 0},
+        {"https://b.example, c.example:81", "http://a.example", "a.example", 0}, /* list only */
+        {"b.example,", "http://b.example.evil", "x", 0},
+        {",,", "http://b.example", "x", 0},
+    };
+    for (size_t i = 0; i < sizeof o / sizeof *o; i++)
+        tu_check(srv_origin_allowed(o[i].allowed, o[i].origin, o[i].host) == o[i].want,
+                 "origin: allowed '%s', Origin '%s', Host '%s' -> %d", o[i].allowed,
+                 o[i].origin ? o[i].origin : "(none)", o[i].host, o[i].want);
+    static const struct {
+        const char *xff, *want;
+    } x[] = {{"10.1.2.3", "10.1.2.3"},
+             {"1.1.1.1, 10.0.0.7", "10.0.0.7"}, /* the proxy appends: the last entry counts */
+             {" 2001:db8::1 ", "2001:db8::1"},
+             {"1.1.1.1,", NULL},
+             {"", NULL},
+             {"<script>", NULL},
+             {"1.2.3.4 5.6.7.8", NULL}};
+    for (size_t i = 0; i < sizeof x / sizeof *x; i++) {
+        char out[64];
+        int rc = srv_forwarded_client(x[i].xff, out, sizeof out);
+        tu_check(x[i].want ? rc == 0 && !strcmp(out, x[i].want) : rc == -1 && !out[0],
+                 "X-Forwarded-For '%s' -> '%s' (got rc %d '%s')", x[i].xff,
+                 x[i].want ? x[i].want : "(refused)", rc, out);
+    }
+}
+
+static void from_hex(const char *h, uint8_t *out) {
+    for (size_t i = 0; h[2 * i]; i++) {
+        unsigned v = 0;
+        sscanf(h + 2 * i, "%2x", &v);
+        out[i] = (uint8_t)v;
+    }
+}
+
+/* HMAC-SHA256 against RFC 4231 test cases 1, 2, 3, 4, 6 and 7 (case 5 truncates the output), then
+ * signed tokens: valid, expired, tampered (every position of the signature and the expiry), wrong
+ * secret, malformed. */
+static void test_tokens(void) {
+    uint8_t k20b[20], k20a[20], k25[25], k131[131], d50d[50], d50c[50];
+    memset(k20b, 0x0b, sizeof k20b);
+    memset(k20a, 0xaa, sizeof k20a);
+    memset(k131, 0xaa, sizeof k131);
+    memset(d50d, 0xdd, sizeof d50d);
+    memset(d50c, 0xcd, sizeof d50c);
+    for (int i = 0; i < 25; i++) k25[i] = (uint8_t)(i + 1);
+    static const char m6[] = "Test Using Larger Than Block-Size Key - Hash Key First";
+    static const char m7[] = "This is a test using a larger than block-size key and a larger than "
+                             "block-size data. The key needs to be hashed before being used by the "
+                             "HMAC algorithm.";
+    const struct {
+        const void *k, *m;
+        size_t kn, mn;
+        const char *want;
+    } v[] = {
+        {k20b, "Hi There", 20, 8,
+         "b0344c61d8db38535ca8afceaf0bf12b881dc200c9833da726e9376c2e32cff7"},
+        {"Jefe", "what do ya want for nothing?", 4, 28,
+         "5bdcc146bf60754e6a042426089575c75a003f089d2739839dec58b964ec3843"},
+        {k20a, d50d, 20, 50, "773ea91e36800e46854db8ebd09181a72959098b3ef8c122d9635514ced565fe"},
+        {k25, d50c, 25, 50, "82558a389a443c0ea4cc819899f2083a85f0faa3e578f8077a2e3ff46729665b"},
+        {k131, m6, 131, sizeof m6 - 1,
+         "60e431591ee0b67f0d8a26aacbf5b77f8e0bc6213728c5140546040f0ee37f54"},
+        {k131, m7, 131, sizeof m7 - 1,
+         "9b09ffa71b942fcb27635fbcd5b0e944bfdc63644f0713938a7f51535c3a35e2"},
+    };
+    for (size_t i = 0; i < sizeof v / sizeof *v; i++) {
+        uint8_t mac[32], want[32];
+        from_hex(v[i].want, want);
+        int rc = srv_hmac_sha256(v[i].k, v[i].kn, v[i].m, v[i].mn, mac);
+        tu_check(rc == 0 && !memcmp(mac, want, 32), "HMAC-SHA256: RFC 4231 vector %zu",
+                 i < 4 ? i + 1 : i + 2);
+    }
+    /* A random 32-byte secret. */
+    uint8_t secret[32], other[32];
+    srand(4231);
+    for (int i = 0; i < 32; i++) {
+        secret[i] = (uint8_t)(rand() >> 7);
+        other[i] = (uint8_t)(rand() >> 7);
+    }
+    const int64_t now = 1800000000;
+    char tok[SRV_TOKEN_MAX], err[128];
+    tu_check(!srv_token_make(secret, 32, now + 60, tok, sizeof tok) &&
+                 strlen(tok) == 3 + 10 + 1 + 64,
+             "token: made '%s'", tok);
+    /* Independently: the signature is HMAC(secret, "v1.<expiry>") in lowercase hex. */
+    uint8_t mac[32];
+    char payload[32], hex[65];
+    snprintf(payload, sizeof payload, "v1.%lld", (long long)(now + 60));
+    srv_hmac_sha256(secret, 32, payload, strlen(payload), mac);
+    for (int i = 0; i < 32; i++) snprintf(hex + 2 * i, 3, "%02x", mac[i]);
+    tu_check(!strncmp(tok, payload, strlen(payload)) && !strcmp(tok + strlen(payload) + 1, hex),
+             "token: layout v1.<expiry>.<hex hmac>");
+    tu_check(srv_token_is_signed(tok) && !srv_token_is_signed("s3cret"), "token: v1. prefix");
+    tu_check(!srv_token_check(secret, 32, tok, now, err, sizeof err), "token: valid one accepted");
+    tu_check(srv_token_check(secret, 32, tok, now + 60, err, sizeof err) == -1 &&
+                 strstr(err, "expired"),
+             "token: expired at its expiry (%s)", err);
+    tu_check(srv_token_check(other, 32, tok, now, err, sizeof err) == -1 &&
+                 strstr(err, "signature"),
+             "token: another secret -> bad signature (%s)", err);
+    int tampered_ok = 0;
+    size_t n = strlen(tok);
+    for (size_t i = 3; i < n; i++) {
+        if (tok[i] == '.') continue;
+        char t[SRV_TOKEN_MAX];
+        memcpy(t, tok, n + 1);
+        t[i] = (char)(t[i] == '1' ? '2' : '1');
+        if (srv_token_check(secret, 32, t, now, err, sizeof err) == 0) tampered_ok++;
+    }
+    tu_check(tampered_ok == 0, "token: every one-character change refused (%d accepted)",
+             tampered_ok);
+    static const char *bad[] = {
+        "v1.",           "v1..abc",
+        "v1.12x.00",     "v2.1.00",
+        "v1.1800000060", "v1.-5.0000000000000000000000000000000000000000000000000000000000000000"};
+    for (size_t i = 0; i < sizeof bad / sizeof *bad; i++)
+        tu_check(srv_token_check(secret, 32, bad[i], now, err, sizeof err) == -1 &&
+                     strstr(err, "malformed"),
+                 "token: '%s' malformed (%s)", bad[i], err);
+}
+
 int main(void) {
     test_admission();
     test_pacing();
@@ -568,5 +710,7 @@ int main(void) {
     test_log();
     test_config();
     test_jpeg_and_scene();
+    test_access();
+    test_tokens();
     return tu_finish("test_server_units");
 }

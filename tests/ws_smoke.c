@@ -442,7 +442,10 @@ static void phase2(const char *exe) {
     send_type(&H, PROTO_HELLO);
     send_type(&I, PROTO_HELLO);
     send_type(&J, PROTO_HELLO);
+    /* Each connection's welcome arrives on its own: wait for all three, not only the last sent. */
     run_until(all, 4, c_welcomed, &J, 10);
+    run_until(all, 4, c_welcomed, &I, 10);
+    run_until(all, 4, c_welcomed, &H, 10);
     tu_check(H.welcome.token_required && H.welcome.limits.max_input_hz == 5 &&
                  H.welcome.limits.max_message_bytes >= H.welcome.limits.max_upload_bytes + 1024,
              "welcome: auth, max_hz %u, max_msg %u >= max_upload %u + 1024",

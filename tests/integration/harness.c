@@ -305,19 +305,25 @@ static int fill(h_rawws *r, int timeout_ms) {
 }
 
 int h_rawws_connect(h_rawws *r, int port, int rcvbuf, char *err, size_t errlen) {
+    return h_rawws_connect_ex(r, port, rcvbuf, "", NULL, err, errlen);
+}
+
+int h_rawws_connect_ex(h_rawws *r, int port, int rcvbuf, const char *headers, int *status,
+                       char *err, size_t errlen) {
     memset(r, 0, sizeof *r);
+    if (status) *status = 0;
     r->fd = connect_loopback(port, rcvbuf);
     if (r->fd < 0) {
         snprintf(err, errlen, "connect: %s", strerror(errno));
         return -1;
     }
-    char req[512];
+    char req[1024];
     int n = snprintf(req, sizeof req,
                      "GET /ws HTTP/1.1\r\nHost: 127.0.0.1:%d\r\nUpgrade: websocket\r\n"
                      "Connection: Upgrade\r\nSec-WebSocket-Key: " WS_KEY "\r\n"
-                     "Sec-WebSocket-Version: 13\r\n\r\n",
-                     port);
-    if (write_all(r->fd, (const uint8_t *)req, (size_t)n, 5)) {
+                     "Sec-WebSocket-Version: 13\r\n%s\r\n",
+                     port, headers ? headers : "");
+    if (n < 0 || (size_t)n >= sizeof req || write_all(r->fd, (const uint8_t *)req, (size_t)n, 5)) {
         snprintf(err, errlen, "handshake write failed");
         return -1;
     }
@@ -325,6 +331,8 @@ int h_rawws_connect(h_rawws *r, int port, int rcvbuf, char *err, size_t errlen) 
     char *end = NULL;
     while (!end) {
         if (h_now() - t0 > 5 || fill(r, 50) < 0) {
+            if (status && r->in_len > 12 && !strncmp((char *)r->in, "HTTP/1.", 7))
+                *status = atoi((char *)r->in + 9);
             snprintf(err, errlen, "no handshake answer");
             return -1;
         }
@@ -334,6 +342,7 @@ int h_rawws_connect(h_rawws *r, int port, int rcvbuf, char *err, size_t errlen) 
     }
     size_t hdr = (size_t)(end + 4 - (char *)r->in);
     *end = 0;
+    if (status && !strncmp((char *)r->in, "HTTP/1.", 7)) *status = atoi((char *)r->in + 9);
     if (strncmp((char *)r->in, "HTTP/1.1 101", 12) || !strstr((char *)r->in, WS_ACCEPT)) {
         snprintf(err, errlen, "bad handshake answer: %.120s", (char *)r->in);
         return -1;

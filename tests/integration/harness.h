@@ -80,6 +80,11 @@ typedef struct h_rawws {
 /* Connects to ws://127.0.0.1:port/ws and completes the handshake (checking Sec-WebSocket-Accept).
  * rcvbuf > 0 sets SO_RCVBUF before connecting (a reader whose window stays tiny). */
 int h_rawws_connect(h_rawws *r, int port, int rcvbuf, char *err, size_t errlen);
+/* The same with extra request header lines (each ending in \r\n; Host is 127.0.0.1:port), and
+ * the HTTP status of the answer in *status (101, 403, ...; 0 when none came). On failure the
+ * socket may still be open: h_rawws_abort it. */
+int h_rawws_connect_ex(h_rawws *r, int port, int rcvbuf, const char *headers, int *status,
+                       char *err, size_t errlen);
 /* Sends one masked frame (opcode 1 text, 2 binary, 0 continuation, 8 close). With `declared` >
  * n the header claims `declared` payload bytes and only n are sent (a lying length). Blocks up to
  * 5 s for the socket; 0, or -1 (peer gone, timeout). */

@@ -2035,6 +2035,260 @@ static void scenario_soak(void) {
     server_down();
 }
 
+/* 12. access: Origin check, per-address connection limit, X-Forwarded-For ---------------------- */
+
+/* A raw websocket upgrade with extra headers; the HTTP status of the answer (101 on success; the
+ * socket then stays open in *r, else it is closed). */
+static int upgrade_status(h_rawws *r, const char *headers) {
+    char err[256];
+    int status = 0;
+    if (h_rawws_connect_ex(r, g_srv->port, 0, headers, &status, err, sizeof err)) {
+        h_rawws_abort(r, 0);
+        return status;
+    }
+    return status;
+}
+
+/* A fatal error `code` then close 4000 + code on a raw connection, within 5 s. */
+static void raw_expect_fatal(h_rawws *r, int code, const char *what) {
+    raw_outcome o = raw_until_closed(r, 5);
+    tu_check(o.errors == 1 && o.last_code == code && o.last_fatal == 1 &&
+                 o.close_code == 4000 + code,
+             "%s -> error %s (fatal) then close %d; saw %d error(s), last %s (fatal %d), close %d",
+             what, proto_error_name(code), 4000 + code, o.errors, proto_error_name(o.last_code),
+             o.last_fatal, o.close_code);
+}
+
+/* 1 when the connection is still open and answers hello with welcome. */
+static int raw_welcomed(h_rawws *r) {
+    raw_hello(r);
+    double t0 = h_now();
+    while (h_now() - t0 < 5 && !r->eof && !r->close_code) {
+        int op;
+        const uint8_t *p;
+        size_t n;
+        if (h_rawws_recv(r, 20, &op, &p, &n) != 1 || op != 2) continue;
+        proto_msg m;
+        char e[128];
+        if (!proto_decode(p, n, 1u << 24, &m, e, sizeof e)) return m.type == PROTO_WELCOME;
+    }
+    return 0;
+}
+
+static void scenario_access(void) {
+    printf("\n-- access: --allowed-origins (default), --max-conns-per-ip 3\n");
+    {
+        const char *args[] = {"--max-sessions", "1", "--max-conns-per-ip", "3", NULL};
+        if (!server_up(args)) return;
+        char same[96];
+        snprintf(same, sizeof same, "Origin: http://127.0.0.1:%d\r\n", g_srv->port);
+        h_rawws a, b, c, d, e;
+        int st = upgrade_status(&a, "");
+        tu_check(st == 101, "no Origin (non-browser client): upgrade -> %d (want 101)", st);
+        st = upgrade_status(&b, same);
+        tu_check(st == 101, "same-host Origin: upgrade -> %d (want 101)", st);
+        st = upgrade_status(&e, "Origin: http://evil.example\r\n");
+        tu_check(st == 403, "Origin http://evil.example: upgrade -> %d (want 403)", st);
+        st = upgrade_status(&e, "Origin: http://127.0.0.1:1\r\n");
+        tu_check(st == 403, "Origin of another port: upgrade -> %d (want 403)", st);
+        double refused = h_server_metric(g_srv, "wmserve_ws_refused_origin_total");
+        h_server_pump_log(g_srv);
+        int logged = h_server_log_count(g_srv, "origin=http://evil.example");
+        tu_check(refused == 2 && logged == 1,
+                 "refusals counted (ws_refused_origin_total %g, want 2) and logged (%d line)",
+                 refused, logged);
+        tu_check(raw_welcomed(&a) && raw_welcomed(&b), "the allowed connections are served");
+        st = upgrade_status(&c, "");
+        tu_check(st == 101 && raw_welcomed(&c), "3rd connection from 127.0.0.1 served");
+        /* X-Forwarded-For is ignored without --trust-forwarded-for. */
+        st = upgrade_status(&d, "X-Forwarded-For: 10.9.9.9\r\n");
+        tu_check(st == 101, "4th connection: upgrade %d, then refused in the protocol", st);
+        if (st == 101) raw_expect_fatal(&d, PROTO_ERR_RATE_LIMITED, "4th connection from one address");
+        h_rawws_abort(&d, 0);
+        double per_ip = h_server_metric(g_srv, "wmserve_ws_refused_per_ip_total");
+        tu_check(per_ip == 1, "ws_refused_per_ip_total %g (want 1)", per_ip);
+        h_rawws_abort(&c, 1);
+        double conns = wait_metric("wmserve_connections_active", 2, 5);
+        st = upgrade_status(&c, "");
+        tu_check(conns == 2 && st == 101 && raw_welcomed(&c),
+                 "after one closed (connections_active %g): a new one is served", conns);
+        /* Static serving: no path out of --web, whatever the spelling. */
+        static const char *paths[] = {"/../../../../etc/passwd", "/%2e%2e/%2e%2e/etc/passwd",
+                                      "/..%2f..%2fetc/passwd", "//etc/passwd", "/.git/config"};
+        for (size_t i = 0; i < sizeof paths / sizeof *paths; i++) {
+            char body[4096];
+            int code = h_http_get(g_srv->port, paths[i], body, sizeof body, 5);
+            tu_check(code >= 400 && code < 500 && !strstr(body, "root:") && !strstr(body, "[core]"),
+                     "GET %s -> %d (want 4xx, no file content)", paths[i], code);
+        }
+        h_rawws_abort(&a, 0);
+        h_rawws_abort(&b, 0);
+        h_rawws_abort(&c, 0);
+        server_down();
+    }
+    printf("\n-- access: --allowed-origins list, --trust-forwarded-for 1, --max-conns-per-ip 1\n");
+    {
+        const char *args[] = {"--max-sessions", "1", "--allowed-origins",
+                              "https://game.example, play.example:8443", "--trust-forwarded-for",
+                              "1", "--max-conns-per-ip", "1", NULL};
+        if (!server_up(args)) return;
+        char same[96];
+        snprintf(same, sizeof same, "Origin: http://127.0.0.1:%d\r\n", g_srv->port);
+        h_rawws a, b, c, x;
+        int st = upgrade_status(&x, same);
+        tu_check(st == 403, "same-host Origin not in the list: %d (want 403)", st);
+        st = upgrade_status(&a, "Origin: https://game.example\r\nX-Forwarded-For: 10.0.0.1\r\n");
+        tu_check(st == 101 && raw_welcomed(&a), "listed Origin https://game.example: %d (want 101)",
+                 st);
+        st = upgrade_status(&b, "Origin: https://play.example:8443\r\n"
+                                "X-Forwarded-For: 10.0.0.1, 10.0.0.2\r\n");
+        tu_check(st == 101 && raw_welcomed(&b),
+                 "listed host play.example:8443, another forwarded address: %d (want 101)", st);
+        st = upgrade_status(&c, "X-Forwarded-For: 192.168.7.7, 10.0.0.1\r\n");
+        tu_check(st == 101, "same forwarded address 10.0.0.1: upgrade %d", st);
+        if (st == 101) raw_expect_fatal(&c, PROTO_ERR_RATE_LIMITED, "2nd connection from 10.0.0.1");
+        h_rawws_abort(&a, 0);
+        h_rawws_abort(&b, 0);
+        h_rawws_abort(&c, 0);
+        server_down();
+    }
+}
+
+/* 13. signed tokens (--token-secret, --make-token) ------------------------------------------------ */
+
+/* wmserve --make-token S --token-secret FILE into tok; 0 or -1. */
+static int make_token(const char *secret_file, int seconds, char *tok, size_t n) {
+    char cmd[1024];
+    snprintf(cmd, sizeof cmd, "'%s' --make-token %d --token-secret '%s'", g_bin, seconds,
+             secret_file);
+    FILE *f = popen(cmd, "r");
+    if (!f) return -1;
+    int ok = fgets(tok, (int)n, f) != NULL;
+    int st = pclose(f);
+    tok[strcspn(tok, "\n")] = '\0';
+    return ok && st == 0 ? 0 : -1;
+}
+
+static void scenario_token_signed(void) {
+    printf("\n-- signed tokens (--token-secret FILE, --token s3cret)\n");
+    char secret_file[] = "/tmp/wm-itest-secret-XXXXXX";
+    int fd = mkstemp(secret_file);
+    /* A random 32-byte secret as hex (the file may hold any bytes; newlines are trimmed). */
+    char hex[80];
+    srand((unsigned)getpid());
+    for (int i = 0; i < 32; i++) snprintf(hex + 2 * i, 3, "%02x", (unsigned)(rand() & 255));
+    strcat(hex, "\n");
+    int ok = fd >= 0 && write(fd, hex, strlen(hex)) == (ssize_t)strlen(hex);
+    if (fd >= 0) close(fd);
+    tu_check(ok, "secret file %s", secret_file);
+    char good[256] = "", soon[256] = "", tok[256];
+    tu_check(!make_token(secret_file, 600, good, sizeof good) && !strncmp(good, "v1.", 3) &&
+                 strlen(good) > 70,
+             "wmserve --make-token 600: '%s'", good);
+    tu_check(!make_token(secret_file, 1, soon, sizeof soon), "wmserve --make-token 1: '%s'", soon);
+    char cmd[512];
+    snprintf(cmd, sizeof cmd, "'%s' --make-token 60 >/dev/null 2>&1", g_bin);
+    int st = system(cmd);
+    tu_check(WIFEXITED(st) && WEXITSTATUS(st) == 2, "--make-token without --token-secret: exit %d",
+             WIFEXITED(st) ? WEXITSTATUS(st) : -1);
+    const char *args[] = {"--token", "s3cret", "--token-secret", secret_file, "--max-sessions", "1",
+                          NULL};
+    if (!server_up(args)) {
+        unlink(secret_file);
+        return;
+    }
+    /* Let the 1-second token expire (expiry <= now is expired). */
+    double t0 = h_now();
+    while (h_now() - t0 < 2.2) service(50);
+    char tampered_sig[256], tampered_exp[256];
+    snprintf(tampered_sig, sizeof tampered_sig, "%s", good);
+    size_t last = strlen(tampered_sig) - 1;
+    tampered_sig[last] = tampered_sig[last] == '0' ? '1' : '0';
+    snprintf(tampered_exp, sizeof tampered_exp, "%s", good);
+    tampered_exp[3] = tampered_exp[3] == '9' ? '8' : (char)(tampered_exp[3] + 1); /* later expiry */
+    const struct {
+        const char *name, *token, *msg;
+    } bad[4] = {{"expired", soon, "expired"},
+                {"tampered signature", tampered_sig, "signature"},
+                {"tampered expiry", tampered_exp, "signature"},
+                {"malformed", "v1.123.abc", "malformed"}};
+    for (int i = 0; i < 4; i++) {
+        player *p = pl_welcomed(bad[i].name);
+        if (i == 0) tu_check(p->welcome.token_required == 1, "welcome.auth is true");
+        pl_join(p, &(join_opts){.token = bad[i].token});
+        expect_fatal(p, PROTO_ERR_UNAUTHORIZED, 5, bad[i].name);
+        tu_check(strstr(last_err_msg(p), bad[i].msg) != NULL && !p->frames,
+                 "%s: message '%s' names '%s', no frames", bad[i].name, last_err_msg(p), bad[i].msg);
+    }
+    player *ok1 = pl_joined("signed", &(join_opts){.token = good});
+    WAIT_UNTIL(ok1->frames >= 12 || ok1->closed, 10);
+    tu_check(ok1->frames >= 12, "signed: a valid signed token plays (%d frames)", ok1->frames);
+    snprintf(tok, sizeof tok, "%s", "s3cret");
+    send_simple(ok1, PROTO_LEAVE);
+    WAIT_UNTIL(ok1->closed, 5);
+    player *ok2 = pl_joined("static", &(join_opts){.token = tok});
+    WAIT_UNTIL(ok2->frames >= 12 || ok2->closed, 10);
+    tu_check(ok2->frames >= 12, "static: --token still accepted beside signed ones (%d frames)",
+             ok2->frames);
+    double n = h_server_metric(g_srv, "wmserve_errors_total{code=\"unauthorized\"}");
+    tu_check(n == 4, "metrics: errors_total{unauthorized} %g (want 4)", n);
+    server_down();
+    unlink(secret_file);
+}
+
+/* 14. engine fault injection ---------------------------------------------------------------------- */
+
+static void scenario_fault(void) {
+    printf("\n-- engine faults: --fault-session 2 with a concurrent player\n");
+    {
+        const char *args[] = {"--max-sessions", "2", "--max-queue", "2", "--fps", CFPS_S,
+                              "--fault-session", "2", NULL};
+        if (!server_up(args)) return;
+        player *pl = pl_joined("P", &(join_opts){.has_seed = 1, .seed = 1});
+        pl->auto_hz = 20;
+        WAIT_UNTIL(pl->frames >= 10 || pl->closed, 10);
+        tu_check(pl->joined.session == 1, "P: session 1 (%llu)",
+                 (unsigned long long)pl->joined.session);
+        mark(pl);
+        int f0 = pl->frames;
+        player *f = pl_welcomed("F");
+        pl_join(f, &(join_opts){.has_seed = 1, .seed = 2});
+        expect_fatal(f, PROTO_ERR_ENGINE, 15, "F (session 2): every block fails");
+        tu_check(strstr(last_err_msg(f), "injected fault") != NULL && f->frames == 0,
+                 "F: message '%s', %d frames", last_err_msg(f), f->frames);
+        char body[1 << 16];
+        tu_check(h_server_alive(g_srv) && healthz_ok(body, sizeof body), "server alive, /healthz ok");
+        check_unaffected(pl, f0, CFPS, "by the engine failing F's session");
+        double eng = h_server_metric(g_srv, "wmserve_errors_total{code=\"engine\"}");
+        double active = wait_metric("wmserve_sessions_active", 1, 5);
+        tu_check(eng == 1 && active == 1, "metrics: errors_total{engine} %g (want 1), "
+                                          "sessions_active %g (want 1)", eng, active);
+        h_server_pump_log(g_srv);
+        tu_check(h_server_log_count(g_srv, "engine_block_failed") == 1,
+                 "log: one engine_block_failed line");
+        player *n = pl_joined("N", &(join_opts){.has_seed = 1, .seed = 5});
+        WAIT_UNTIL(n->frames >= 12 || n->closed, 15);
+        tu_check(n->frames >= 12, "N (session 3): takes the freed slot and plays (%d frames)",
+                 n->frames);
+        server_down();
+    }
+    printf("\n-- engine faults: WMSERVE_FAULT_BLOCK_FAIL=1 (environment)\n");
+    {
+        setenv("WMSERVE_FAULT_BLOCK_FAIL", "1", 1);
+        const char *args[] = {"--max-sessions", "1", NULL};
+        int up = server_up(args);
+        unsetenv("WMSERVE_FAULT_BLOCK_FAIL");
+        if (!up) return;
+        player *a = pl_welcomed("A");
+        pl_join(a, NULL);
+        expect_fatal(a, PROTO_ERR_ENGINE, 15, "A: the server's first block fails");
+        player *b = pl_joined("B", NULL);
+        WAIT_UNTIL(b->frames >= 12 || b->closed, 15);
+        tu_check(b->frames >= 12 && !b->n_err, "B: the next session plays (%d frames)", b->frames);
+        server_down();
+    }
+}
+
 /* main -------------------------------------------------------------------------------------------- */
 
 static const struct {
@@ -2045,6 +2299,8 @@ static const struct {
     {"admission", scenario_admission}, {"idle", scenario_idle},     {"token", scenario_token},
     {"malformed", scenario_malformed}, {"limits", scenario_limits}, {"slow", scenario_slow},
     {"abrupt", scenario_abrupt},       {"shutdown", scenario_shutdown}, {"soak", scenario_soak},
+    {"access", scenario_access},       {"token_signed", scenario_token_signed},
+    {"fault", scenario_fault},
 };
 
 int main(int argc, char **argv) {
