@@ -108,6 +108,13 @@ size_t eng_gpu_model_device_bytes(const eng_gpu_model *g) {
     return wmcuda_dit_device_bytes(g->dit) + (g->clip ? wmcuda_clip_device_bytes(g->clip) : 0);
 }
 
+int eng_gpu_memory(size_t *free_bytes, size_t *total_bytes, char *err, size_t errlen) {
+    const cudaError_t e = cudaMemGetInfo(free_bytes, total_bytes);
+    if (e != cudaSuccess)
+        return eng_errorf(err, errlen, ENG_EIO, "cudaMemGetInfo: %s", cudaGetErrorString(e));
+    return 0;
+}
+
 void *eng_gpu_model_stream(const eng_gpu_model *g) {
     return wmcuda_dit_stream(g->dit);
 }

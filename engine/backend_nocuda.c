@@ -25,6 +25,10 @@ size_t eng_gpu_model_device_bytes(const eng_gpu_model *g) {
     (void)g;
     return 0;
 }
+int eng_gpu_memory(size_t *free_bytes, size_t *total_bytes, char *err, size_t errlen) {
+    *free_bytes = *total_bytes = 0;
+    return eng_errorf(err, errlen, ENG_ESTATE, "%s", NO_CUDA);
+}
 void *eng_gpu_model_stream(const eng_gpu_model *g) {
     (void)g;
     return NULL;

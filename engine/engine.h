@@ -63,6 +63,10 @@ const char *eng_model_describe(const eng_model *m);
  * (when the build enables the GPU VAE, CMake WM_CUDA_VAE) the VAE run on the device; the host
  * copy of the weights stays, so CPU reference sessions remain possible (see eng_session_create). */
 int eng_model_backend(const eng_model *m);
+/* Free and total memory of the model's GPU now (what a new session can still take); ENG_ESTATE on
+ * the CPU backend. */
+int eng_model_device_memory(const eng_model *m, size_t *free_bytes, size_t *total_bytes, char *err,
+                            size_t errlen);
 
 /* Observer of named intermediates (wmgen's dumps, parity tests). Names:
  *   "b{n}.s{k}.x"        input latents of forward k of block n ([16][3][H][W]); k = num_steps is

@@ -49,6 +49,14 @@ const char *eng_model_describe(const eng_model *m) {
 int eng_model_backend(const eng_model *m) {
     return m->backend;
 }
+
+int eng_model_device_memory(const eng_model *m, size_t *free_bytes, size_t *total_bytes, char *err,
+                            size_t errlen) {
+    *free_bytes = *total_bytes = 0;
+    if (m->backend != ENG_BACKEND_CUDA)
+        return eng_errorf(err, errlen, ENG_ESTATE, "the model computes on the CPU");
+    return eng_gpu_memory(free_bytes, total_bytes, err, errlen);
+}
 eng_gpu_model *eng_model_gpu(const eng_model *m) {
     return m->gpu;
 }

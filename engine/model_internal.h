@@ -43,6 +43,8 @@ int eng_gpu_model_create(const eng_weights *w, const clip_weights *clip, eng_gpu
                          char *err, size_t errlen);
 void eng_gpu_model_destroy(eng_gpu_model *g);
 size_t eng_gpu_model_device_bytes(const eng_gpu_model *g);
+/* Free and total memory of the device the model's stream runs on (cudaMemGetInfo). */
+int eng_gpu_memory(size_t *free_bytes, size_t *total_bytes, char *err, size_t errlen);
 void *eng_gpu_model_stream(const eng_gpu_model *g); /* cudaStream_t every device call runs on */
 int eng_gpu_has_clip(const eng_gpu_model *g);
 /* As clip_encode, on the device. */

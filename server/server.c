@@ -307,10 +307,11 @@ static int check_bind(const char *addr, int ipv6, int port, char *err, size_t er
  * session (synthetic conditioning) runs three blocks on this thread before the worker exists;
  * blocks 1 and 2 (12 frames each, the steady shape) give the time per block, and a slot needs one
  * block per 12 frame periods, with 15% left for JPEG, the loop and jitter. The measurement stops
- * early past a 20 s budget (a full-size model on a CPU): then one slot. The GPU backend will cap
- * this by free memory when it arrives. This also warms up the engine (first-use allocations,
- * BLAS threads) before the first player. */
-static int measure_slots(srv_server *s, double *block_ms) {
+ * early past a 20 s budget (a full-size model on a CPU): then one slot. On the GPU it also
+ * measures the device memory the session took (*session_bytes), which caps the slots
+ * (memory_slots). This also warms up the engine (first-use allocations, BLAS threads) before the
+ * first player. */
+static int measure_slots(srv_server *s, double *block_ms, size_t *session_bytes) {
     const eng_config *c = &s->mcfg;
     const size_t HW = (size_t)c->lat_h * (size_t)c->lat_w;
     const int frames = 30;
@@ -323,6 +324,9 @@ static int measure_slots(srv_server *s, double *block_ms) {
     char err[256];
     int slots = 1;
     *block_ms = 0;
+    *session_bytes = 0;
+    size_t free0 = 0, free1 = 0, total = 0;
+    const int on_gpu = !eng_model_device_memory(s->model, &free0, &total, err, sizeof err);
     eng_session_params p;
     memset(&p, 0, sizeof p);
     p.cond = cond, p.cond_frames = frames, p.clip = clip, p.trace_hidden_block = -1;
@@ -345,6 +349,11 @@ static int measure_slots(srv_server *s, double *block_ms) {
             if (b > 0) sum += srv_ns_to_s(t1 - t0), measured++;
             if (t1 - t_begin > 20 * SRV_NS_PER_S) break;
         }
+        /* what the session holds on the device after a decoded steady block (its caches, its
+         * decoder state, first-use allocations of its shapes) */
+        if (on_gpu && !eng_model_device_memory(s->model, &free1, &total, err, sizeof err) &&
+            free1 < free0)
+            *session_bytes = free0 - free1;
         if (measured) {
             double t = sum / measured;
             *block_ms = t * 1e3;
@@ -357,6 +366,39 @@ static int measure_slots(srv_server *s, double *block_ms) {
     eng_session_destroy(es);
     free(cond), free(clip), free(lat), free(rgb);
     return slots;
+}
+
+/* GPU sessions the device memory holds: what is free now (the model and the warm-up's shared
+ * scratch already taken) less a reserve of 5% of the card (at least 1 GiB) for allocator slack,
+ * cuBLASLt and the JPEG path, over what one session took in the warm-up. An explicit
+ * --max-sessions the memory cannot hold refuses to start, naming what it could afford. */
+static int memory_slots(srv_server *s, size_t session_bytes, int *slots, char *err, size_t errlen) {
+    size_t free_b = 0, total = 0;
+    char why[256];
+    *slots = 64;
+    if (session_bytes == 0 || eng_model_device_memory(s->model, &free_b, &total, why, sizeof why))
+        return 0; /* nothing measured: the time rule alone */
+    size_t reserve = total / 20;
+    if (reserve < ((size_t)1 << 30)) reserve = (size_t)1 << 30;
+    const size_t usable = free_b > reserve ? free_b - reserve : 0;
+    const size_t n = usable / session_bytes;
+    *slots = n > 64 ? 64 : (int)n;
+    if (*slots < 1) {
+        snprintf(err, errlen,
+                 "the GPU has %.2f GB free (%.2f GB kept in reserve) and a session needs %.2f GB: "
+                 "no session fits",
+                 free_b * 1e-9, reserve * 1e-9, session_bytes * 1e-9);
+        return -1;
+    }
+    if (s->cfg.max_sessions > *slots) {
+        snprintf(err, errlen,
+                 "--max-sessions %d needs %.2f GB of GPU memory, %.2f GB is free (%.2f GB kept in "
+                 "reserve): this GPU can afford %d sessions",
+                 s->cfg.max_sessions, s->cfg.max_sessions * session_bytes * 1e-9, free_b * 1e-9,
+                 reserve * 1e-9, *slots);
+        return -1;
+    }
+    return 0;
 }
 
 static int default_jpeg_threads(void) {
@@ -440,16 +482,29 @@ int srv_server_main(const srv_config *cfg) {
         s->nkeys++;
     }
     int first_limit = 0;
-    if (!s->cfg.max_sessions) {
+    const int on_gpu = eng_model_backend(s->model) == ENG_BACKEND_CUDA;
+    if (!s->cfg.max_sessions || on_gpu) {
         double block_ms;
+        size_t session_bytes = 0;
         uint64_t t1 = srv_now_ns();
-        first_limit = measure_slots(s, &block_ms);
-        /* Admission then follows the block time (session.c update_capacity): room for twice the
-         * first estimate, which is all the per-slot memory costs. */
-        s->measured_slots = 1;
-        s->cfg.max_sessions = 2 * first_limit + 1 < 64 ? 2 * first_limit + 1 : 64;
+        first_limit = measure_slots(s, &block_ms, &session_bytes);
+        int mem_slots = 64;
+        if (on_gpu && memory_slots(s, session_bytes, &mem_slots, err, sizeof err)) {
+            SRV_LOG(SRV_LOG_ERROR, "startup_failed", SRV_KS("error", err));
+            destroy_server(s);
+            return 1;
+        }
+        if (!s->cfg.max_sessions) {
+            /* Admission then follows the block time (session.c update_capacity): room for twice
+             * the first estimate, as far as the GPU's memory holds sessions. */
+            s->measured_slots = 1;
+            s->cfg.max_sessions = 2 * first_limit + 1 < 64 ? 2 * first_limit + 1 : 64;
+        }
+        if (first_limit > mem_slots) first_limit = mem_slots;
+        if (s->cfg.max_sessions > mem_slots) s->cfg.max_sessions = mem_slots;
         SRV_LOG(SRV_LOG_INFO, "capacity", SRV_KD("block_ms", block_ms), SRV_KI("fps", cfg->fps),
                 SRV_KI("slots", first_limit), SRV_KI("most", s->cfg.max_sessions),
+                SRV_KI("memory_slots", mem_slots), SRV_KD("session_gb", session_bytes * 1e-9),
                 SRV_KD("seconds", srv_ns_to_s(srv_now_ns() - t1)));
     }
     if (!s->cfg.jpeg_threads) s->cfg.jpeg_threads = default_jpeg_threads();
