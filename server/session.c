@@ -547,6 +547,11 @@ static void update_capacity(srv_server *s) {
         srv_admission_set_limit(s->adm, cap);
     int after = srv_admission_limit(s->adm);
     if (after == before) return;
+    /* The next decision waits for 8 blocks run under the new limit: block times measured with one
+     * player fewer or more are a different population, and mixing them made the limit flip at
+     * every block near the boundary (seen on an H100 at ~200 ms blocks). */
+    s->block_ms_n = 0;
+    s->block_ms_i = 0;
     SRV_LOG(SRV_LOG_INFO, "capacity_changed", SRV_KI("players", after), SRV_KI("was", before),
             SRV_KD("block_ms_p50", med_s * 1e3), SRV_KI("max_sessions", s->cfg.max_sessions));
     if (after > before) session_promote_queue(s);
