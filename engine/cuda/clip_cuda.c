@@ -53,10 +53,8 @@ struct wmcuda_clip {
 /* ---- errors (as dit_cuda.c) ------------------------------------------------------------------ */
 
 static int fail(wmcuda_clip *m, int rc, int line, const char *call) {
-    const char *detail = rc <= -10000 && m->gemm ? wmcuda_gemm_last_error(m->gemm)
-                                                 : cudaGetErrorName((cudaError_t)-rc);
-    snprintf(m->err, sizeof m->err, "clip_cuda.c:%d: %s failed (%d: %s)", line, call, rc,
-             detail ? detail : "");
+    wmcuda_failure_text(m->err, sizeof m->err, "clip_cuda.c", line, call, rc,
+                        m->gemm ? wmcuda_gemm_last_error(m->gemm) : NULL);
     return rc;
 }
 
@@ -70,16 +68,8 @@ static int report(const wmcuda_clip *m, int rc, char *err, size_t errlen) {
     return rc;
 }
 
-#define TRY(call)                                                                                  \
-    do {                                                                                           \
-        const int rc_ = (call);                                                                    \
-        if (rc_ != 0) return fail(m, rc_, __LINE__, #call);                                        \
-    } while (0)
-#define CK(call)                                                                                   \
-    do {                                                                                           \
-        const cudaError_t e_ = (call);                                                             \
-        if (e_ != cudaSuccess) return fail(m, -(int)e_, __LINE__, #call);                          \
-    } while (0)
+#define TRY(call) WMCUDA_TRY_WITH(fail, m, call)
+#define CK(call)  WMCUDA_CK_WITH(fail, m, call)
 
 /* ---- weight upload --------------------------------------------------------------------------- */
 

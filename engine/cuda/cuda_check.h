@@ -47,4 +47,28 @@
 #define WM_CUDA_CHECK_LAUNCH_MSG(kernel, err, errlen)                                              \
     WM_CUDA_CHECK_MSG_AS_(cudaGetLastError(), "launch of " #kernel, err, errlen)
 
+/* Host-side orchestrators (dit_cuda.c, clip_cuda.c, vae_cuda.c) keep the message of a failing
+ * call for their caller: "<file>:<line>: <call> failed (<code>: <detail>)", the detail being the
+ * GEMM layer's last message for its codes (<= -10000, engine/cuda/gemm.h) when one is given, else
+ * the CUDA error name. */
+static inline void wmcuda_failure_text(char *dst, size_t n, const char *file, int line,
+                                       const char *call, int rc, const char *gemm_detail) {
+    if (!dst || !n) return;
+    const char *detail = rc <= -10000 ? gemm_detail : cudaGetErrorName((cudaError_t)-rc);
+    snprintf(dst, n, "%s:%d: %s failed (%d: %s)", file, line, call, rc, detail ? detail : "");
+}
+
+/* TRY for a wmcuda_ call (0 or a negative code), CK for a CUDA runtime call; on failure both
+ * return fail_(ctx, rc, __LINE__, "call text"), which records the message and returns rc. */
+#define WMCUDA_TRY_WITH(fail_, ctx, call)                                                          \
+    do {                                                                                           \
+        const int rc_ = (call);                                                                    \
+        if (rc_ != 0) return fail_(ctx, rc_, __LINE__, #call);                                     \
+    } while (0)
+#define WMCUDA_CK_WITH(fail_, ctx, call)                                                           \
+    do {                                                                                           \
+        const cudaError_t e_ = (call);                                                             \
+        if (e_ != cudaSuccess) return fail_(ctx, -(int)e_, __LINE__, #call);                       \
+    } while (0)
+
 #endif

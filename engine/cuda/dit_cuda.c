@@ -87,10 +87,8 @@ struct wmcuda_dit {
 
 /* The message of the failing call stays in m->err until a public function copies it out. */
 static int fail(wmcuda_dit *m, int rc, int line, const char *call) {
-    const char *detail = rc <= -10000 ? wmcuda_gemm_last_error(m->gemm)
-                                      : cudaGetErrorName((cudaError_t)-rc);
-    snprintf(m->err, sizeof m->err, "dit_cuda.c:%d: %s failed (%d: %s)", line, call, rc,
-             detail ? detail : "");
+    wmcuda_failure_text(m->err, sizeof m->err, "dit_cuda.c", line, call, rc,
+                        wmcuda_gemm_last_error(m->gemm));
     return rc;
 }
 
@@ -105,16 +103,8 @@ static int report(const wmcuda_dit *m, int rc, char *err, size_t errlen) {
 }
 
 /* A wmcuda_ call (returns 0 or a negative code) and a CUDA runtime call; both need `m` in scope. */
-#define TRY(call)                                                                                  \
-    do {                                                                                           \
-        const int rc_ = (call);                                                                    \
-        if (rc_ != 0) return fail(m, rc_, __LINE__, #call);                                        \
-    } while (0)
-#define CK(call)                                                                                   \
-    do {                                                                                           \
-        const cudaError_t e_ = (call);                                                             \
-        if (e_ != cudaSuccess) return fail(m, -(int)e_, __LINE__, #call);                          \
-    } while (0)
+#define TRY(call) WMCUDA_TRY_WITH(fail, m, call)
+#define CK(call)  WMCUDA_CK_WITH(fail, m, call)
 
 static double now_ms(void) {
     struct timespec ts;

@@ -433,25 +433,14 @@ typedef struct grun {
 } grun;
 
 static int fail(grun *r, int rc, int line, const char *call) {
-    const char *detail =
-        rc <= -10000 ? wmcuda_gemm_last_error(r->v->gemm) : cudaGetErrorName((cudaError_t)-rc);
-    if (r->err && r->errlen)
-        snprintf(r->err, r->errlen, "vae_cuda.c:%d: %s failed (%d: %s)", line, call, rc,
-                 detail ? detail : "");
+    wmcuda_failure_text(r->err, r->errlen, "vae_cuda.c", line, call, rc,
+                        wmcuda_gemm_last_error(r->v->gemm));
     return rc;
 }
 
 /* A wmcuda_ call (0 or a negative code) and a CUDA runtime call; both need `r` in scope. */
-#define TRY(call)                                                                                  \
-    do {                                                                                           \
-        const int rc_ = (call);                                                                    \
-        if (rc_ != 0) return fail(r, rc_, __LINE__, #call);                                        \
-    } while (0)
-#define CK(call)                                                                                   \
-    do {                                                                                           \
-        const cudaError_t e_ = (call);                                                             \
-        if (e_ != cudaSuccess) return fail(r, -(int)e_, __LINE__, #call);                          \
-    } while (0)
+#define TRY(call) WMCUDA_TRY_WITH(fail, r, call)
+#define CK(call)  WMCUDA_CK_WITH(fail, r, call)
 
 /* Profiler mark after a layer (live forwards with profiling on only). */
 static void mark(grun *r, const char *name) {
